@@ -1,0 +1,224 @@
+"""Face detection and alignment with dlib (HOG detector + landmarks), cached on disk by content hash.
+
+Each extractor declares a template; ``FaceAligner.align(photo, template)`` returns the aligned crop together
+with the affine matrix that produced it, so a change made to the crop (a cloak) can be warped back into the
+photo with ``warp_crop_to_photo``.
+
+Templates:
+- ``dlib-150``: dlib's own face chip (``get_face_chip_details(shape, 150, padding=0.25)``) from the 5-point
+  predictor, exactly the input dlib's ResNet was trained on.
+- ``arcface-112`` / ``arcface-224``: the 5-point ArcFace reference (eye centres, nose tip, mouth corners) at
+  112 px and scaled x2 at 224 px, from dlib's 68-point predictor (trained on iBUG 300-W: research use only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ALIGNER_VERSION = "dlib-hog-v1"  # part of every cache key: bump when alignment changes
+
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    size: int
+    landmarks: str  # "5" or "68": which dlib shape predictor it needs
+    description: str
+
+
+TEMPLATES: dict[str, Template] = {
+    "dlib-150": Template("dlib-150", 150, "5", "dlib face chip, 150 px, padding 0.25 (5-point predictor)"),
+    "arcface-112": Template("arcface-112", 112, "68", "ArcFace 5-point reference, 112 px"),
+    "arcface-224": Template("arcface-224", 224, "68", "ArcFace 5-point reference scaled x2, 224 px"),
+}
+
+
+class NoFaceError(ValueError):
+    """No face was found in a photo; the message names the photo."""
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    crop: np.ndarray  # uint8 (S, S, 3) RGB
+    matrix: np.ndarray  # float64 (2, 3): photo pixel (x, y, 1) -> crop pixel (u, v), pixel centres at integers
+    box: tuple[int, int, int, int]  # detection (left, top, right, bottom) in the photo
+
+
+def content_key(pixels: np.ndarray) -> str:
+    """Hash of decoded pixels and their shape: the cache key of a photo (clean or cloaked)."""
+    h = hashlib.sha256(str(pixels.shape).encode())
+    h.update(np.ascontiguousarray(pixels).tobytes())
+    return h.hexdigest()
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` points onto ``dst``."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rot = u @ np.diag(sign) @ vt
+    scale = (sig * sign).sum() / s0.var(0).sum()
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    full = np.vstack([m, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def _pil_coefficients(out_to_in: np.ndarray) -> tuple[float, ...]:
+    # PIL samples at pixel centres (x + 0.5); our matrices put centres at integers.
+    a, b, c = out_to_in[0]
+    d, e, f = out_to_in[1]
+    return (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+
+
+def warp_photo_to_crop(photo: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear crop of a uint8 RGB photo through ``matrix`` (photo -> crop)."""
+    coeffs = _pil_coefficients(invert_affine(matrix))
+    img = Image.fromarray(photo).transform((size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    return np.asarray(img)
+
+
+def warp_crop_to_photo(delta: np.ndarray, matrix: np.ndarray, photo_shape: tuple[int, ...]) -> np.ndarray:
+    """Warp a float (S, S, C) change made on a crop back into photo space; zero outside the crop's footprint."""
+    coeffs = _pil_coefficients(matrix)
+    height, width = photo_shape[:2]
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(delta[..., c], dtype=np.float32), mode="F").transform(
+                (width, height), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0.0
+            )
+        )
+        for c in range(delta.shape[2])
+    ]
+    return np.stack(channels, axis=-1)
+
+
+def _dlib_chip_matrix(chip: Any) -> np.ndarray:
+    """dlib's get_mapping_to_chip: the rotated detail rectangle's corners onto the chip's corners."""
+    rect = chip.rect
+    angle = chip.angle
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = np.array([(rect.left() + rect.right()) / 2.0, (rect.top() + rect.bottom()) / 2.0])
+    corners = np.array([[rect.left(), rect.top()], [rect.right(), rect.top()], [rect.right(), rect.bottom()]])
+    src = (corners - centre) @ rot.T + centre
+    dst = np.array([[0.0, 0.0], [chip.cols - 1, 0.0], [chip.cols - 1, chip.rows - 1]])
+    return similarity_transform(src, dst)
+
+
+def _arcface_points(shape68: Any) -> np.ndarray:
+    pts = np.array([[p.x, p.y] for p in shape68.parts()], dtype=np.float64)
+    return np.array([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FAWKES_EVAL_CACHE", ".fawkes-eval-cache"))
+
+
+class FaceAligner:
+    """dlib HOG detection, landmarks and template alignment, with an on-disk cache keyed by pixel content.
+
+    Among several faces, the one whose box centre is nearest the photo centre is used (LFW labels the centred
+    face). Thread-safe: dlib's predictors are shared behind a lock.
+    """
+
+    def __init__(self, cache_dir: Path | None = None, upsample: int = 1) -> None:
+        import dlib
+        import face_recognition_models as frm
+
+        self.cache_dir = cache_dir
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictors = {
+            "5": dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+            "68": dlib.shape_predictor(frm.pose_predictor_model_location()),
+        }
+        self._dlib = dlib
+        self._lock = threading.Lock()
+
+    def align(self, photo: np.ndarray, template: str, source: str = "<array>") -> AlignedFace:
+        if template not in TEMPLATES:
+            raise KeyError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
+        key = f"{content_key(photo)}-{template}-{ALIGNER_VERSION}-u{self.upsample}"
+        cached = self._read_cache(key)
+        if cached is not None:
+            return cached
+        face = self._align_uncached(photo, TEMPLATES[template], source)
+        self._write_cache(key, face)
+        return face
+
+    def _align_uncached(self, photo: np.ndarray, template: Template, source: str) -> AlignedFace:
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+        with self._lock:
+            boxes = self._detector(photo, self.upsample)
+            if len(boxes) == 0:
+                raise NoFaceError(f"{source}: no face found")
+            cy, cx = (photo.shape[0] - 1) / 2.0, (photo.shape[1] - 1) / 2.0
+            box = min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2)
+            shape = self._predictors[template.landmarks](photo, box)
+            if template.landmarks == "5":
+                matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
+            else:
+                matrix = similarity_transform(_arcface_points(shape), ARCFACE_112 * template.size / 112.0)
+        crop = warp_photo_to_crop(photo, matrix, template.size)
+        return AlignedFace(crop, matrix, (box.left(), box.top(), box.right(), box.bottom()))
+
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / "align" / key[:2] / f"{key}.npz"
+
+    def _read_cache(self, key: str) -> AlignedFace | None:
+        path = self._cache_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                crop, matrix, box, digest = z["crop"], z["matrix"], z["box"], str(z["digest"])
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable entry: recompute rather than trust it
+        if hashlib.sha256(crop.tobytes() + matrix.tobytes()).hexdigest() != digest:
+            return None
+        b = [int(v) for v in box]
+        return AlignedFace(crop, matrix, (b[0], b[1], b[2], b[3]))
+
+    def _write_cache(self, key: str, face: AlignedFace) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(face.crop.tobytes() + face.matrix.tobytes()).hexdigest()
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, crop=face.crop, matrix=face.matrix, box=np.array(face.box), digest=np.array(digest))
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written entry under the real name
+
+
+def load_photo(path: Path) -> np.ndarray:
+    """Decode an image file as uint8 RGB, honouring EXIF orientation."""
+    from PIL import ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        return np.asarray(img.convert("RGB"))

@@ -1,0 +1,126 @@
+"""Identity-folder face datasets: loading, manifests with sha256 per file, seeded train/test splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class DatasetError(ValueError):
+    """A dataset or subset file that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    path: Path
+    identity: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    records: tuple[FaceRecord, ...]
+    name: str
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted({r.identity for r in self.records})
+
+    def by_identity(self) -> dict[str, list[FaceRecord]]:
+        out: dict[str, list[FaceRecord]] = {}
+        for r in self.records:
+            out.setdefault(r.identity, []).append(r)
+        return out
+
+    def manifest(self) -> list[dict[str, object]]:
+        return [
+            {"path": r.path.relative_to(self.root).as_posix(), "identity": r.identity, "sha256": r.sha256, "size": r.size}
+            for r in self.records
+        ]
+
+    def manifest_hash(self) -> str:
+        """sha256 of the manifest: identifies exactly which bytes a result was measured on."""
+        blob = json.dumps(self.manifest(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def write_manifest(self, path: Path) -> None:
+        path.write_text(json.dumps({"name": self.name, "manifest_sha256": self.manifest_hash(),
+                                    "files": self.manifest()}, indent=1))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_dataset(root: Path | str, subset: Path | str | None = None, name: str | None = None) -> Dataset:
+    """Load ``ROOT/<identity>/<image>``; ``subset`` lists relative paths, one per line, to keep.
+
+    Paths that leave ``root`` (``..``, absolute, symlinks pointing outside) are refused.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root is not a directory")
+    if subset is not None:
+        subset = Path(subset)
+        try:
+            lines = subset.read_text().splitlines()
+        except OSError as e:
+            raise DatasetError(f"{subset}: cannot read subset file ({e.strerror})") from None
+        rel_paths = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    else:
+        rel_paths = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.glob("*/*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+    records = []
+    for rel in rel_paths:
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise DatasetError(f"{rel}: path leaves the dataset root {root}")
+        if not path.is_file():
+            raise DatasetError(f"{root / rel}: listed in {subset} but missing")
+        identity = Path(rel).parts[0]
+        records.append(FaceRecord(path, identity, sha256_file(path), path.stat().st_size))
+    if not records:
+        raise DatasetError(f"{subset or root}: no images found")
+    return Dataset(root, tuple(records), name or (Path(subset).stem if subset else root.name))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices into ``Dataset.records`` per identity."""
+
+    train: dict[str, list[int]]
+    test: dict[str, list[int]]
+
+
+def split_dataset(dataset: Dataset, seed: int, train_fraction: float = 0.7) -> Split:
+    """Per identity, shuffle with ``seed`` and keep ``train_fraction`` for training (at least one each side)."""
+    rng = np.random.default_rng(seed)
+    train: dict[str, list[int]] = {}
+    test: dict[str, list[int]] = {}
+    index: dict[str, list[int]] = {}
+    for i, r in enumerate(dataset.records):
+        index.setdefault(r.identity, []).append(i)
+    for identity in sorted(index):
+        idx = list(index[identity])
+        if len(idx) < 2:
+            raise DatasetError(f"{identity}: needs at least 2 images to split, has {len(idx)}")
+        order = rng.permutation(len(idx))
+        n_train = min(max(1, round(train_fraction * len(idx))), len(idx) - 1)
+        train[identity] = sorted(idx[j] for j in order[:n_train])
+        test[identity] = sorted(idx[j] for j in order[n_train:])
+    return Split(train, test)
