@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,27 +158,37 @@ class FaceAligner:
         }
         self._dlib = dlib
         self._lock = threading.Lock()
+        self._boxes: dict[str, Any] = {}
 
     def align(self, photo: np.ndarray, template: str, source: str = "<array>") -> AlignedFace:
         if template not in TEMPLATES:
             raise KeyError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
-        key = f"{content_key(photo)}-{template}-{ALIGNER_VERSION}-u{self.upsample}"
+        photo_key = content_key(photo)
+        key = f"{photo_key}-{template}-{ALIGNER_VERSION}-u{self.upsample}"
         cached = self._read_cache(key)
         if cached is not None:
             return cached
-        face = self._align_uncached(photo, TEMPLATES[template], source)
+        face = self._align_uncached(photo, TEMPLATES[template], source, photo_key)
         self._write_cache(key, face)
         return face
 
-    def _align_uncached(self, photo: np.ndarray, template: Template, source: str) -> AlignedFace:
+    def _centre_face(self, photo: np.ndarray, photo_key: str) -> Any:
+        """The detection nearest the photo centre, or None; memoised so each photo is detected once."""
+        if photo_key not in self._boxes:
+            boxes = self._detector(photo, self.upsample)
+            cy, cx = (photo.shape[0] - 1) / 2.0, (photo.shape[1] - 1) / 2.0
+            self._boxes[photo_key] = (
+                min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2) if len(boxes) else None
+            )
+        return self._boxes[photo_key]
+
+    def _align_uncached(self, photo: np.ndarray, template: Template, source: str, photo_key: str) -> AlignedFace:
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
         with self._lock:
-            boxes = self._detector(photo, self.upsample)
-            if len(boxes) == 0:
+            box = self._centre_face(photo, photo_key)
+            if box is None:
                 raise NoFaceError(f"{source}: no face found")
-            cy, cx = (photo.shape[0] - 1) / 2.0, (photo.shape[1] - 1) / 2.0
-            box = min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2)
             shape = self._predictors[template.landmarks](photo, box)
             if template.landmarks == "5":
                 matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
@@ -196,7 +207,7 @@ class FaceAligner:
         try:
             with np.load(path, allow_pickle=False) as z:
                 crop, matrix, box, digest = z["crop"], z["matrix"], z["box"], str(z["digest"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None  # unreadable entry: recompute rather than trust it
         if hashlib.sha256(crop.tobytes() + matrix.tobytes()).hexdigest() != digest:
             return None

@@ -113,9 +113,11 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
 
 
-# The registries every room fills. Imported here so that rooms and the runner share one instance each.
+# The registries every room fills; the runner and CLI find the rooms' components only through these.
 from fawkes_eval.types import CloakGenerator, FeatureExtractor, Tracker  # noqa: E402
 
 CLOAKS: Registry[CloakGenerator] = Registry("cloak")
 EXTRACTORS: Registry[FeatureExtractor] = Registry("extractor")
 TRACKERS: Registry[Tracker] = Registry("tracker")
+SCENARIOS: Registry[Any] = Registry("scenario")
+REPORTS: Registry[Any] = Registry("report")

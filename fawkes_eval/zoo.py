@@ -1,0 +1,59 @@
+"""``fawkes-eval zoo``: what the model zoo holds, and how well each model identifies clean faces."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fawkes_eval.align import NoFaceError, FaceAligner, default_cache_dir, load_photo
+from fawkes_eval.data import load_dataset
+from fawkes_eval.registry import EXTRACTORS, SCENARIOS, TRACKERS
+from fawkes_eval.rooms import load_rooms
+
+
+def print_zoo() -> None:
+    load_rooms()
+    print(f"{'name':<18} {'input':>5} {'template':<12} {'dim':>5} {'grad':<5} {'backend':<10} license / weights sha256")
+    for name in EXTRACTORS.names():
+        info = EXTRACTORS.create(name).info
+        hashes = ", ".join(f"{f}={h[:12]}" for f, h in sorted(info.weight_sha256.items()))
+        print(f"{name:<18} {info.input_size:>5} {info.template:<12} {info.embedding_dim:>5} "
+              f"{'yes' if info.differentiable else 'no':<5} {info.backend:<10} {info.license}")
+        print(f"{'':<18} {EXTRACTORS.summary(name)}")
+        print(f"{'':<18} {hashes}")
+
+
+def check(data: Path, subset: Path | None, models: tuple[str, ...] | None, folds: int, seed: int) -> int:
+    """Embed the dataset with each model and print k-fold 1-NN and logistic-regression accuracy."""
+    load_rooms()
+    dataset = load_dataset(data, subset)
+    aligner = FaceAligner(cache_dir=default_cache_dir())
+    names = list(models) if models else EXTRACTORS.names()
+    print(f"dataset {dataset.name}: {len(dataset.identities)} identities, {len(dataset.records)} images, "
+          f"manifest sha256 {dataset.manifest_hash()[:16]}; {folds}-fold, seed {seed}")
+    photos = []
+    for record in dataset.records:
+        try:
+            photos.append((record, load_photo(record.path)))
+        except OSError as e:
+            print(f"skipped {record.path}: {e}")
+    print(f"| model | images | 1-NN acc | logistic acc | s/face |\n|---|---|---|---|---|")
+    kfold = SCENARIOS.factory("identification")
+    for name in names:
+        extractor = EXTRACTORS.create(name)
+        faces, identities = [], []
+        for record, photo in photos:
+            try:
+                faces.append(aligner.align(photo, extractor.info.template, str(record.path)).crop)
+                identities.append(record.identity)
+            except NoFaceError as e:
+                print(f"skipped {e}")
+        import numpy as np
+
+        start = time.perf_counter()
+        embeddings = np.concatenate([extractor.embed(np.stack(faces[i:i + 64])) for i in range(0, len(faces), 64)])
+        per_face = (time.perf_counter() - start) / len(faces)
+        nn = kfold(embeddings, identities, lambda: TRACKERS.create("1nn"), folds, seed)
+        lr = kfold(embeddings, identities, lambda: TRACKERS.create("logreg"), folds, seed)
+        print(f"| {name} | {len(faces)} | {nn.accuracy:.3f} | {lr.accuracy:.3f} | {per_face:.3f} |", flush=True)
+    return 0

@@ -1,0 +1,83 @@
+"""Photos in, photos out: cloak the aligned face and merge the change back; embed photos for a victim.
+
+The cloak works on the crop of its own template; the change is warped back into the photo, which is then
+saved as 8-bit pixels, as a user would upload it. Each victim detects and aligns the (cloaked) photo itself,
+as a third party would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fawkes_eval.align import AlignedFace, FaceAligner, NoFaceError, content_key, warp_crop_to_photo, warp_photo_to_crop
+from fawkes_eval.perceptual import image_metrics
+from fawkes_eval.types import CloakGenerator, FeatureExtractor
+
+
+@dataclass
+class CloakedPhoto:
+    source: str
+    photo: np.ndarray  # uint8 cloaked photo, same size as the original
+    crop_clean: np.ndarray  # uint8 aligned crop at the generator's template
+    crop_cloaked: np.ndarray  # float32 crop as the generator produced it
+    crop_dssim: float  # measured by the generator on its crop
+    photo_metrics: dict[str, float]  # dssim, ssim, psnr, linf, l2 on the full photo after 8-bit rounding
+
+
+def cloak_photos(
+    generator: CloakGenerator,
+    aligner: FaceAligner,
+    photos: list[np.ndarray],
+    sources: list[str],
+    seed: int,
+) -> tuple[list[CloakedPhoto], float]:
+    """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds."""
+    faces = [aligner.align(p, generator.template, s) for p, s in zip(photos, sources, strict=True)]
+    out = generator.cloak(np.stack([f.crop for f in faces]), seed=seed)
+    cloaked = []
+    for photo, face, crop, d, source in zip(photos, faces, out.faces, out.dssim, sources, strict=True):
+        delta = warp_crop_to_photo(crop - face.crop.astype(np.float32), face.matrix, photo.shape)
+        merged = np.clip(np.rint(photo.astype(np.float32) + delta), 0, 255).astype(np.uint8)
+        cloaked.append(CloakedPhoto(source, merged, face.crop, crop, float(d), image_metrics(photo, merged)))
+    return cloaked, out.seconds
+
+
+class EmbeddingCache:
+    """Embeddings of photos by one extractor, keyed by pixel content (clean and cloaked photos alike)."""
+
+    def __init__(self, extractor: FeatureExtractor, aligner: FaceAligner) -> None:
+        self.extractor = extractor
+        self.aligner = aligner
+        self._store: dict[str, np.ndarray] = {}
+        self.redetect_failures = 0
+
+    def embed(self, photos: list[np.ndarray], sources: list[str], fallbacks: list[np.ndarray] | None = None) -> np.ndarray:
+        """Embed photos; where no face is found again, align with the ``fallbacks`` photo's landmarks.
+
+        Fallbacks matter for cloaked photos: a cloak may hide the face from the detector, which a tracker
+        could sidestep by using the landmarks of the original upload.
+        """
+        template = self.extractor.info.template
+        keys = [content_key(p) for p in photos]
+        todo = [i for i, k in enumerate(keys) if k not in self._store]
+        crops = []
+        for i in todo:
+            try:
+                face = self.aligner.align(photos[i], template, sources[i])
+            except NoFaceError:
+                if fallbacks is None:
+                    raise
+                self.redetect_failures += 1
+                face = self._aligned_like(photos[i], self.aligner.align(fallbacks[i], template, sources[i]))
+            crops.append(face.crop)
+        if todo:
+            vectors = self.extractor.embed(np.stack(crops))
+            for i, v in zip(todo, vectors, strict=True):
+                self._store[keys[i]] = v
+        return np.stack([self._store[k] for k in keys])
+
+    def _aligned_like(self, photo: np.ndarray, reference: AlignedFace) -> AlignedFace:
+        crop = warp_photo_to_crop(photo, reference.matrix, reference.crop.shape[0])
+        return AlignedFace(crop, reference.matrix, reference.box)
