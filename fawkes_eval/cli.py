@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fawkes_eval.data import DatasetError
+    from fawkes_eval.registry import UnknownComponentError
+
+    try:
+        return _run(args)
+    except (UnknownComponentError, DatasetError) as e:
+        print(f"fawkes-eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.verb in ("demo", "audit"):
         from fawkes_eval.runner import DEMO_DATA, AuditConfig, run_audit
 

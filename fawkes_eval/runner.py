@@ -121,6 +121,7 @@ def run_audit(config: AuditConfig, out_root: Path, stream: TextIO = sys.stdout) 
     """Run every (cloak, victim, tracker, seed) cell of the protection protocol and report it."""
     start = time.perf_counter()
     load_rooms()
+    validate_names(config)
     dataset = load_dataset(config.data, config.subset)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{config.name}-{stamp}"
@@ -223,6 +224,16 @@ def run_audit(config: AuditConfig, out_root: Path, stream: TextIO = sys.stdout) 
         _say(stream, f"{len(skipped)} photo(s) skipped (listed above)")
     _say(stream, f"elapsed: {elapsed:.0f} s")
     return AuditOutcome(rows, out_dir, parent, logger.uri, skipped, elapsed)
+
+
+def validate_names(config: AuditConfig) -> None:
+    """Fail before any compute on a component name or mode that is not registered."""
+    for spec in config.cloaks:
+        CLOAKS.mode_params(spec)
+    for name in (*config.surrogates, *config.victims):
+        EXTRACTORS.mode_params(name)
+    for name in config.trackers:
+        TRACKERS.mode_params(name)
 
 
 def _filtered(dataset: Dataset, kept_sources: list[str]) -> Dataset:
