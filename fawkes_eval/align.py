@@ -231,5 +231,4 @@ def load_photo(path: Path) -> np.ndarray:
     from PIL import ImageOps
 
     with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
         base = {"data": str(DEMO_DATA), "name": "demo", "experiment": "fawkes-eval-demo"} if args.verb == "demo" else {
             "data": str(args.data), "subset": str(args.subset) if args.subset else None, "name": args.name}
-        config = AuditConfig(**{**base, **_overrides(args)})  # type: ignore[arg-type]
+        config = AuditConfig(**{**base, **_overrides(args)})
         run_audit(config, args.out)
         return 0
     if args.verb == "zoo":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fawkes_eval.align import NoFaceError, FaceAligner, default_cache_dir, load_photo
+from fawkes_eval.align import FaceAligner, NoFaceError, default_cache_dir, load_photo
 from fawkes_eval.data import load_dataset
 from fawkes_eval.registry import EXTRACTORS, SCENARIOS, TRACKERS
 from fawkes_eval.rooms import load_rooms
@@ -37,7 +37,7 @@ def check(data: Path, subset: Path | None, models: tuple[str, ...] | None, folds
             photos.append((record, load_photo(record.path)))
         except OSError as e:
             print(f"skipped {record.path}: {e}")
-    print(f"| model | images | 1-NN acc | logistic acc | s/face |\n|---|---|---|---|---|")
+    print("| model | images | 1-NN acc | logistic acc | s/face |\n|---|---|---|---|---|")
     kfold = SCENARIOS.factory("identification")
     for name in names:
         extractor = EXTRACTORS.create(name)
