@@ -53,3 +53,15 @@ def test_cli_help_and_unknown_component(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2
     assert "unknown cloak 'fawkes-v9'" in capsys.readouterr().err
     assert not Path("/nonexistent-out").exists()  # refused before anything was written
+
+
+def test_help_imports_no_heavy_backend() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom fawkes_eval.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(','.join(m for m in ('torch', 'tensorflow', 'dlib', 'mlflow', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

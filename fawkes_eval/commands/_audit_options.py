@@ -1,0 +1,36 @@
+"""Options shared by the verbs that run the protection protocol (demo, audit)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_audit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cloaks", type=csv, help="comma-separated cloak specs, e.g. fawkes-v1.0:mid,noise:mid")
+    p.add_argument("--surrogates", type=csv, help="differentiable extractors the cloak optimises against")
+    p.add_argument("--victims", type=csv, help="extractors the trackers are built on")
+    p.add_argument("--trackers", type=csv, help="trackers, e.g. 1nn,logreg")
+    p.add_argument("--protected", type=csv, help="identities to protect (default: chosen at random with the seed)")
+    p.add_argument("--n-protected", type=int, help="how many identities to protect when --protected is not given")
+    p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in csv(s)), help="comma-separated seeds")
+    p.add_argument("--leak-ratio", type=float, help="fraction of protected training photos left clean")
+    p.add_argument("--experiment", help="MLflow experiment name")
+    p.add_argument("--out", type=Path, default=Path("fawkes-eval-out"), help="folder for reports (default: %(default)s)")
+
+
+def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int:
+    from fawkes_eval.runner import AuditConfig, run_audit
+
+    mapping = {
+        "cloaks": "cloaks", "surrogates": "surrogates", "victims": "victims", "trackers": "trackers",
+        "protected": "protected_users", "n_protected": "n_protected", "seeds": "seeds",
+        "leak_ratio": "leak_ratio", "experiment": "experiment",
+    }
+    overrides = {field: getattr(args, arg) for arg, field in mapping.items() if getattr(args, arg, None) is not None}
+    run_audit(AuditConfig(**{**base, **overrides}), args.out)  # type: ignore[arg-type]
+    return 0
