@@ -134,6 +134,15 @@ def _arcface_points(shape68: Any) -> np.ndarray:
     return np.array([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
 
 
+def _no_face_hint(photo: np.ndarray) -> str:
+    height, width = photo.shape[:2]
+    if min(height, width) < 40:
+        return f" (image is only {width}x{height} pixels; the detector needs faces of about 40 px or more)"
+    if height == width and height in {t.size for t in TEMPLATES.values()}:
+        return f" ({width}x{height}: this looks like a pre-aligned face crop; pass --aligned to skip detection)"
+    return ""
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("FAWKES_EVAL_CACHE", ".fawkes-eval-cache"))
 
@@ -188,7 +197,7 @@ class FaceAligner:
         with self._lock:
             box = self._centre_face(photo, photo_key)
             if box is None:
-                raise NoFaceError(f"{source}: no face found")
+                raise NoFaceError(f"{source}: no face found{_no_face_hint(photo)}")
             shape = self._predictors[template.landmarks](photo, box)
             if template.landmarks == "5":
                 matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
@@ -226,9 +235,51 @@ class FaceAligner:
         os.replace(tmp, path)  # atomic: a killed run never leaves a half-written entry under the real name
 
 
-def load_photo(path: Path) -> np.ndarray:
-    """Decode an image file as uint8 RGB, honouring EXIF orientation."""
-    from PIL import ImageOps
+MAX_PHOTO_PIXELS = 50_000_000  # a phone photo is ~12-50 MP; anything larger is refused before decoding
 
-    with Image.open(path) as img:
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+class PhotoError(ValueError):
+    """A file that cannot be used as a photo; the message names the file and the reason."""
+
+
+def load_photo(path: Path) -> np.ndarray:
+    """Decode an image file as uint8 RGB, honouring EXIF orientation.
+
+    Greyscale, CMYK, palette, alpha (composited on white) and 16-bit images are converted; empty, truncated,
+    non-image and oversized files (checked from the header, before any pixel is allocated) raise PhotoError.
+    """
+    from PIL import ImageOps, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            raise PhotoError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PHOTO_PIXELS:
+                raise PhotoError(
+                    f"{path}: header claims {width}x{height} pixels, over the {MAX_PHOTO_PIXELS // 1_000_000} MP "
+                    "limit (possible decompression bomb); refused without decoding"
+                )
+            img.load()
+            return _to_rgb8(ImageOps.exif_transpose(img))
+    except PhotoError:
+        raise
+    except UnidentifiedImageError:
+        raise PhotoError(f"{path}: not a readable image (unknown format or not an image file)") from None
+    except Image.DecompressionBombError as e:
+        raise PhotoError(f"{path}: refused without decoding, possible decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise PhotoError(f"{path}: cannot decode image ({e})") from None
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: PIL's convert("RGB") would clip at 255, so rescale to 8 bits first
+        wide = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if wide.max() > 255 else 255.0
+        grey = np.clip(np.rint(wide / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"))

@@ -25,10 +25,22 @@ class FaceRecord:
 
 
 @dataclass(frozen=True)
+class FileError:
+    """A file that was left out, and why: reported in results, never silently dropped."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Dataset:
     root: Path
     records: tuple[FaceRecord, ...]
     name: str
+    errors: tuple[FileError, ...] = ()
 
     @property
     def identities(self) -> list[str]:
@@ -67,7 +79,8 @@ def sha256_file(path: Path) -> str:
 def load_dataset(root: Path | str, subset: Path | str | None = None, name: str | None = None) -> Dataset:
     """Load ``ROOT/<identity>/<image>``; ``subset`` lists relative paths, one per line, to keep.
 
-    Paths that leave ``root`` (``..``, absolute, symlinks pointing outside) are refused.
+    Paths that leave ``root`` (``..``, absolute, symlinks pointing outside) and listed files that are missing
+    are refused one by one into ``Dataset.errors``; only a dataset with no usable file at all is an error.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -86,17 +99,23 @@ def load_dataset(root: Path | str, subset: Path | str | None = None, name: str |
             if p.suffix.lower() in IMAGE_SUFFIXES
         )
     records = []
+    errors = []
     for rel in rel_paths:
-        path = (root / rel).resolve()
+        listed = root / rel
+        path = listed.resolve()
         if not path.is_relative_to(root):
-            raise DatasetError(f"{rel}: path leaves the dataset root {root}")
-        if not path.is_file():
-            raise DatasetError(f"{root / rel}: listed in {subset} but missing")
-        identity = Path(rel).parts[0]
-        records.append(FaceRecord(path, identity, sha256_file(path), path.stat().st_size))
+            errors.append(FileError(str(listed), f"refused: resolves to {path}, outside the dataset root {root}"))
+        elif not path.is_file():
+            errors.append(FileError(str(listed), f"listed in {subset} but missing"))
+        elif len(Path(rel).parts) < 2:
+            errors.append(FileError(str(listed), "not inside an identity folder (expected ROOT/<identity>/<image>)"))
+        else:
+            # keep the path as listed (not resolved) so reports name the file the user knows
+            records.append(FaceRecord(listed, Path(rel).parts[0], sha256_file(path), path.stat().st_size))
     if not records:
-        raise DatasetError(f"{subset or root}: no images found")
-    return Dataset(root, tuple(records), name or (Path(subset).stem if subset else root.name))
+        detail = f" ({len(errors)} refused, first: {errors[0]})" if errors else ""
+        raise DatasetError(f"{subset or root}: no usable images found{detail}")
+    return Dataset(root, tuple(records), name or (Path(subset).stem if subset else root.name), tuple(errors))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def test_subset_may_not_leave_root(tmp_path: Path) -> None:
     (tmp_path / "outside.jpg").write_bytes(b"x")
     subset = tmp_path / "subset.txt"
     subset.write_text("../outside.jpg\n")
-    with pytest.raises(DatasetError, match="leaves the dataset root"):
+    with pytest.raises(DatasetError, match="outside the dataset root"):
         load_dataset(tmp_path / "root", subset)
 
 
@@ -52,6 +52,11 @@ def test_missing_subset_entry_is_named(tmp_path: Path) -> None:
     subset.write_text("a/nothere.jpg\n")
     with pytest.raises(DatasetError, match="nothere.jpg"):
         load_dataset(tmp_path, subset)
+    (tmp_path / "a" / "there.jpg").write_bytes(b"x")
+    subset.write_text("a/nothere.jpg\na/there.jpg\n")
+    ds = load_dataset(tmp_path, subset)  # one missing file is reported, the rest loads
+    assert [r.path.name for r in ds.records] == ["there.jpg"]
+    assert "nothere.jpg" in ds.errors[0].path and "missing" in ds.errors[0].reason
 
 
 def test_split_is_seeded_and_disjoint(demo_dataset: Dataset) -> None:
