@@ -62,7 +62,7 @@ def test_odd_formats_load_as_rgb8(tmp_path: Path, face_photo: Image.Image) -> No
     rgba = face_photo.convert("RGBA")
     rgba.putalpha(200)
     rgba.save(tmp_path / "alpha.png")
-    Image.fromarray((np.asarray(face_photo.convert("L")).astype(np.uint16) * 257)).save(tmp_path / "deep.png")
+    Image.fromarray(np.asarray(face_photo.convert("L")).astype(np.uint16) * 257).save(tmp_path / "deep.png")
     face_photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
     face_photo.convert("L").save(tmp_path / "grey.jpg")
     face_photo.save(tmp_path / "ünïcødé名.png")
