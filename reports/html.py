@@ -1,19 +1,30 @@
-"""Self-contained HTML report: results table, provenance and an image grid (clean, cloaked, amplified change)."""
+"""Self-contained HTML report: plots, results table, image grid (clean, cloaked, amplified change), the campaign
+config and what the numbers were measured on. Everything is inline (data URIs), so the file works offline."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import numpy as np
 from PIL import Image
 
 from fawkes_eval.results import ImageExample, ResultRow
+from reports.cells import axis_value, finite, sort_rows, varying_axes
+from reports.plots import all_plots
+from reports.provenance import datasets, environments, models
 
 DIFF_GAIN = 10.0  # cloaks change pixels by a few units; x10 around mid-grey makes the pattern visible
+BLUR_SIDE = 8  # --redact blur: faces are shrunk to 8 px on their long side, too few for anyone to be recognised
+
+METRIC_COLUMNS = ("psr", "psr_ci_low", "psr_ci_high", "top5", "others_acc", "dssim", "psnr", "sec_per_image")
+
+Redaction = Literal["omit", "blur"]
 
 
 def png_data_uri(pixels: np.ndarray) -> str:
@@ -27,12 +38,42 @@ def amplified_difference(clean: np.ndarray, cloaked: np.ndarray, gain: float = D
     return np.clip(128.0 + gain * diff, 0, 255).astype(np.uint8)
 
 
+def blurred(pixels: np.ndarray, side: int = BLUR_SIDE) -> np.ndarray:
+    """Shrink to ``side`` pixels on the long side and back: layout and colour survive, identity does not."""
+    image = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+    scale = side / max(image.size)
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BOX)
+    return np.asarray(small.resize(image.size, Image.Resampling.BILINEAR))
+
+
+def _number(value: Any, spec: str) -> str:
+    """Jinja filter: a metric in the given format, "n/a" where it was not measured."""
+    return format(value, spec) if finite(value) else "n/a"
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True,  # identity names and paths come from user folders: never trust them as markup
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["num"] = _number
+    return env
+
+
+def _grid(examples: Sequence[ImageExample], redact: Redaction | None) -> list[dict[str, str]]:
+    if redact == "omit":
+        return []
+    shown = blurred if redact == "blur" else np.asarray
+    return [
+        {
+            "label": ex.label,
+            "clean": png_data_uri(shown(ex.clean)),
+            "cloaked": png_data_uri(shown(ex.cloaked)),
+            "diff": png_data_uri(shown(amplified_difference(ex.clean, ex.cloaked))),
+        }
+        for ex in examples
+    ]
 
 
 def render_html(
@@ -40,22 +81,29 @@ def render_html(
     rows: list[ResultRow],
     examples: list[ImageExample],
     context: dict[str, Any],
-    redact: bool = False,
+    redact: bool | Redaction = False,
+    config: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render the report. ``redact`` leaves faces out (the people shown are the ones being protected)."""
-    grid = [] if redact else [
-        {
-            "label": ex.label,
-            "clean": png_data_uri(ex.clean),
-            "cloaked": png_data_uri(ex.cloaked),
-            "diff": png_data_uri(amplified_difference(ex.clean, ex.cloaked)),
-        }
-        for ex in examples
-    ]
+    """Render the report.
+
+    ``redact`` protects the people shown (they are the ones being protected): ``"omit"`` (or True) leaves faces
+    out, ``"blur"`` shows them too coarse to recognise. ``config`` is the campaign's resolved configuration;
+    ``context`` holds further "measured on" lines (key -> text).
+    """
+    mode: Redaction | None = "omit" if redact is True else (redact or None)
+    if mode not in (None, "omit", "blur"):
+        raise ValueError(f"redact must be 'omit' or 'blur', got {redact!r}")
+    ordered = sort_rows(rows)
+    axes = varying_axes(ordered)
     table = [
-        {"cell": r.cell, "m": r.metrics, "per_user": r.per_user}
-        for r in sorted(rows, key=lambda r: (str(r.cell.get("cloak")), str(r.cell.get("victim")), str(r.cell.get("tracker"))))
+        {"values": [axis_value(r, a) for a in axes], "m": {k: r.metrics.get(k, float("nan")) for k in METRIC_COLUMNS},
+         "per_user": r.per_user}
+        for r in ordered
     ]
     return _environment().get_template("report.html.j2").render(
-        title=title, rows=table, grid=grid, redacted=redact, context=context, gain=DIFF_GAIN
+        title=title, axes=axes, rows=table, plots=all_plots(ordered), grid=_grid(examples, mode),
+        has_examples=bool(examples), redaction=mode, gain=int(DIFF_GAIN),
+        datasets=datasets(ordered), models=models(ordered), environments=environments(ordered),
+        config=json.dumps(config, indent=1, sort_keys=True, default=str) if config else "", context=context,
     )
+
