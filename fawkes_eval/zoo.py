@@ -14,8 +14,14 @@ from fawkes_eval.rooms import load_rooms
 def print_zoo() -> None:
     load_rooms()
     print(f"{'name':<18} {'input':>5} {'template':<12} {'dim':>5} {'grad':<5} {'backend':<10} license / weights sha256")
+    from recognizers.weights import WeightsError
+
     for name in EXTRACTORS.names():
-        info = EXTRACTORS.create(name).info
+        try:
+            info = EXTRACTORS.create(name).info
+        except WeightsError as e:  # adapters for user-supplied weights (DeepFace, InsightFace packs)
+            print(f"{name:<18} not available here: {e}")
+            continue
         hashes = ", ".join(f"{f}={h[:12]}" for f, h in sorted(info.weight_sha256.items()))
         print(f"{name:<18} {info.input_size:>5} {info.template:<12} {info.embedding_dim:>5} "
               f"{'yes' if info.differentiable else 'no':<5} {info.backend:<10} {info.license}")

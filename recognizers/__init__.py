@@ -25,5 +25,24 @@ EXTRACTORS.register_lazy(
     "hse-faceres-deep", "recognizers.tfjs_models:HseFaceResDeep",
     summary="HSE FaceRes deep variant (same family as hse-faceres), ArcFace 224 template, 1024-D",
 )
+for _tf_name, _tf_class in (("mobileface-tf", "MobileFaceTf"), ("hse-faceres-tf", "HseFaceResTf"),
+                            ("hse-faceres-deep-tf", "HseFaceResDeepTf")):
+    EXTRACTORS.register_lazy(
+        _tf_name, f"recognizers.tfjs_tensorflow:{_tf_class}",
+        summary=f"{_tf_name.removesuffix('-tf')} served by TensorFlow (same graph and weights, not differentiable)",
+    )
+# Ecosystem adapters: they need weights the user places (DeepFace under $DEEPFACE_HOME/.deepface/weights, InsightFace
+# packs under ~/.insightface/models) and fail at once, naming the file, when those are missing.
+EXTRACTORS.register_lazy(
+    "deepface", "recognizers.deepface_adapter:DeepFaceExtractor",
+    summary="a DeepFace recognition model by DeepFace's name (deepface:Dlib, deepface:ArcFace, ...) on our aligned crops",
+    modes={m: {"model_name": m} for m in ("VGG-Face", "OpenFace", "Facenet", "Facenet512", "DeepFace", "DeepID",
+                                          "Dlib", "ArcFace", "SFace", "GhostFaceNet", "Buffalo_L")},
+)
+EXTRACTORS.register_lazy(
+    "insightface", "recognizers.insightface_adapter:InsightFaceExtractor",
+    summary="the recognition model of an InsightFace pack under ~/.insightface/models (non-commercial research only)",
+    modes={p: {"pack": p} for p in ("buffalo_l", "buffalo_m", "buffalo_s", "buffalo_sc", "antelopev2")},
+)
 
 from recognizers import trackers as trackers  # noqa: E402  (registers the trackers: light, no heavy imports)
