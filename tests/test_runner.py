@@ -37,11 +37,14 @@ def test_audit_logs_parent_and_child_runs(tmp_path: Path, monkeypatch: pytest.Mo
     assert {c.data.tags["fe.cloak"] for c in children} == {"fawkes-v1.0:low", "noise:low"}
     assert all("psr" in c.data.metrics and c.data.tags["fe.victim"] == "dlib-resnet" for c in children)
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"report.html", "report.md", "results.json", "config.json", "manifest.json"} <= artifacts
+    assert {"report.html", "report.md", "results.json", "config.json", "manifests", "examples"} <= artifacts
     saved = json.loads((outcome.out_dir / "results.json").read_text())
     assert [r["metrics"]["psr"] for r in saved] == [r.metrics["psr"] for r in outcome.rows]
+    assert sorted(p.name for p in (outcome.out_dir / "cells").iterdir()) == sorted(f"{r.key}.json" for r in outcome.rows)
     html = (outcome.out_dir / "report.html").read_text()
-    assert "fawkes-v1.0:low" in html and html.count("data:image/png") == 6
+    assert "fawkes-v1.0:low" in html
+    examples = json.loads((outcome.out_dir / "examples" / "examples.json").read_text())
+    assert [e["label"].split(" / ")[0] for e in examples] == ["fawkes-v1.0:low", "noise:low"]
 
 
 def test_cli_help_and_unknown_component(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -20,10 +21,12 @@ def add_audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in csv(s)), help="comma-separated seeds")
     p.add_argument("--leak-ratio", type=float, help="fraction of protected training photos left clean")
     p.add_argument("--experiment", help="MLflow experiment name")
-    p.add_argument("--out", type=Path, default=Path("fawkes-eval-out"), help="folder for reports (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("fawkes-eval-out"),
+                   help="results folder; results land in OUT/<name>/ (default: %(default)s)")
 
 
 def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int:
+    from fawkes_eval.campaign import CampaignError
     from fawkes_eval.runner import AuditConfig, run_audit
 
     mapping = {
@@ -32,5 +35,9 @@ def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int
         "leak_ratio": "leak_ratio", "experiment": "experiment",
     }
     overrides = {field: getattr(args, arg) for arg, field in mapping.items() if getattr(args, arg, None) is not None}
-    run_audit(AuditConfig(**{**base, **overrides}), args.out)  # type: ignore[arg-type]
-    return 0
+    try:
+        outcome = run_audit(AuditConfig(**{**base, **overrides}), args.out)
+    except CampaignError as e:
+        print(f"fawkes-eval: error: {e}", file=sys.stderr)
+        return 2
+    return 1 if outcome.failed else 0
