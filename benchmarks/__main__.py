@@ -1,0 +1,167 @@
+"""``python -m benchmarks [--quick] [--out FILE] ...``: run the benchmarks, print and write one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import DEMO_DATA, find_lfw, measured_on
+
+# Goals on a 2-core CPU (issue 8); the GPU goal is images/s of fawkes-v1.0:low at batch >= 64 with mixed precision.
+GOAL_SPEEDUP_VS_ART = 2.0
+GOAL_OVER_BOUND = 1.3
+GOAL_BATCHING = 5.0
+GOAL_GPU_LOW_IMAGES_PER_S = 500.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run on the bundled LFW sample: 2 faces, 2 steps per mode, 1 face one at a time, "
+                   "an evaluation of 30 photos")
+    p.add_argument("--out", type=Path, default=Path("benchmark-results.json"), help="JSON file to write")
+    p.add_argument("--threads", type=int, help="torch threads here and OMP_NUM_THREADS of the evaluation runs")
+    p.add_argument("--device", help="torch device for the cloaks (default: CUDA when present)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast of the surrogate (CUDA only)")
+    p.add_argument("--batch", type=int, help="faces per cloak batch (default 4; quick: 2)")
+    p.add_argument("--one-at-a-time", type=int, help="faces cloaked one at a time (default 2; quick: 1)")
+    p.add_argument("--modes", default="low,mid,high", help="Fawkes v1.0 modes, comma-separated")
+    p.add_argument("--sizes", help="evaluation sizes in photos, comma-separated (default 500,2000,4000; quick: 30)")
+    p.add_argument("--lfw", type=Path, help="LFW folder (default: $FAWKES_EVAL_LFW or ../shared/data/lfw)")
+    p.add_argument("--faces-file", type=Path,
+                   help="aligned dlib-150 faces as a uint8 (N, 150, 150, 3) .npy (benchmarks/gpu.sh prepare writes one): "
+                   "the cloak benchmarks then need no face detector")
+    p.add_argument("--skip-cloak", action="store_true", help="leave out the cloak benchmarks")
+    p.add_argument("--skip-evaluation", action="store_true", help="leave out the evaluation scaling runs")
+    p.add_argument("--workdir", type=Path, help="keep the evaluation runs' files here (default: a temporary folder)")
+    return p
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _goals(cloak: Any, device: str) -> dict[str, Any]:
+    """Each goal with the measured value and whether it is met."""
+    goals: dict[str, Any] = {}
+    for m in cloak.modes:
+        goals[f"{m.cloak} images/s vs ART >= {GOAL_SPEEDUP_VS_ART:g}x"] = {
+            "value": round(m.speedup_vs_art, 3), "met": m.speedup_vs_art >= GOAL_SPEEDUP_VS_ART}
+        goals[f"{m.cloak} time / model-only bound <= {GOAL_OVER_BOUND:g}"] = {
+            "value": round(m.over_bound, 3), "met": m.over_bound <= GOAL_OVER_BOUND}
+    if cloak.batching is not None:
+        goals[f"batched vs one at a time >= {GOAL_BATCHING:g}x"] = {
+            "value": round(cloak.batching.speedup, 3), "met": cloak.batching.speedup >= GOAL_BATCHING}
+    low = [m for m in cloak.modes if m.cloak == "fawkes-v1.0:low"]
+    if device.startswith("cuda") and low:
+        goals[f"fawkes-v1.0:low >= {GOAL_GPU_LOW_IMAGES_PER_S:g} images/s on GPU (batch >= 64, mixed precision)"] = {
+            "value": round(low[0].fawkes_images_per_s, 1), "met": low[0].fawkes_images_per_s >= GOAL_GPU_LOW_IMAGES_PER_S
+            and low[0].batch >= 64 and cloak.config.amp}
+    return goals
+
+
+def _cloak_section(args: argparse.Namespace, lfw: Path | None) -> Any:
+    import recognizers  # noqa: F401  (registers the extractors)
+    from benchmarks.cloak import CloakBenchConfig, run_cloak_benchmarks
+    from benchmarks.faces import BenchmarkFaces, benchmark_faces, faces_from_file
+    from fawkes_eval.registry import EXTRACTORS
+    from fawkes_eval.types import DifferentiableExtractor
+
+    quick = args.quick
+    config = CloakBenchConfig(
+        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+        batch=args.batch or (2 if quick else 4),
+        one_at_a_time=args.one_at_a_time if args.one_at_a_time is not None else (1 if quick else 2),
+        steps=2 if quick else None,
+        amp=args.amp,
+        bound_repeats=2 if quick else 5,
+        profile_steps=1 if quick else 3,
+    )
+    surrogate = EXTRACTORS.create("dlib-resnet-torch", device=args.device)
+    if not isinstance(surrogate, DifferentiableExtractor):
+        raise TypeError(f"{surrogate.info.name} is not differentiable: it cannot be a cloak surrogate")
+    count = max(config.batch, config.one_at_a_time)
+    faces: BenchmarkFaces
+    if args.faces_file is not None:
+        faces = faces_from_file(args.faces_file, count, surrogate.info.input_size)
+    else:
+        faces = benchmark_faces(count, surrogate.info.template, None if quick else lfw, DEMO_DATA)
+    source = faces.source + (f", repeated to {len(faces.faces)}" if faces.distinct < len(faces.faces) else "")
+    return run_cloak_benchmarks(config, surrogate, faces.faces, source, device=args.device)
+
+
+def _evaluation_section(args: argparse.Namespace, lfw: Path | None, workdir: Path) -> Any:
+    from benchmarks.evaluation import EvaluationBenchConfig, run_evaluation_benchmarks
+    from benchmarks.faces import round_robin
+    from fawkes_eval.align import default_cache_dir
+    from fawkes_eval.data import load_dataset
+
+    sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else ((30,) if args.quick else (500, 2000, 4000))
+    if args.quick or lfw is None:
+        root = DEMO_DATA
+        photo_list = workdir / "bundled-sample.txt"
+        # round-robin over identities, so that a small prefix still holds every identity
+        records = round_robin(load_dataset(root).records)
+        photo_list.write_text("\n".join(str(r.path.relative_to(root)) for r in records) + "\n")
+    else:
+        root, photo_list = lfw / "images", lfw / "subsets" / "ge10.txt"
+    config = EvaluationBenchConfig(root=root, photo_list=photo_list, sizes=sizes, n_boot=200 if args.quick else 1000)
+    return run_evaluation_benchmarks(config, workdir, default_cache_dir().resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the evaluation runs' processes inherit it
+    start = time.perf_counter()
+    lfw = args.lfw or find_lfw()
+    report: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        "measured_on": measured_on(),
+    }
+    if not args.skip_cloak:
+        cloak = _cloak_section(args, lfw)
+        report["cloak"] = cloak
+        report["goals"] = _goals(cloak, cloak.device)
+    if not args.skip_evaluation and lfw is None and not (args.quick or args.sizes):
+        report["evaluation"] = {"skipped": "LFW not found (set --lfw or FAWKES_EVAL_LFW); --sizes up to 100 runs "
+                                "on the bundled sample"}
+    elif not args.skip_evaluation:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            report["evaluation"] = _evaluation_section(args, lfw, args.workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="fawkes-eval-bench-") as tmp:
+                report["evaluation"] = _evaluation_section(args, lfw, Path(tmp))
+    report["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    report["seconds"] = time.perf_counter() - start
+    text = json.dumps(_jsonable(report), indent=1)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
