@@ -23,18 +23,18 @@ def ssim(x: torch.Tensor, y: torch.Tensor, max_val: float = 255.0, window: int =
         raise ValueError(f"ssim needs two (N, C, H, W) tensors of one shape, got {tuple(x.shape)}, {tuple(y.shape)}")
     channels = x.shape[1]
     g = _gaussian_window(window, sigma, x.device, x.dtype)
-    kx = g.view(1, 1, 1, window).repeat(channels, 1, 1, 1)
-    ky = g.view(1, 1, window, 1).repeat(channels, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kx, groups=channels), ky, groups=channels)
+    # the five local statistics in one separable grouped convolution: five separate passes cost ~5x more
+    kx = g.view(1, 1, 1, window).repeat(5 * channels, 1, 1, 1)
+    ky = g.view(1, 1, window, 1).repeat(5 * channels, 1, 1, 1)
+    stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    blurred = F.conv2d(F.conv2d(stacked, kx, groups=5 * channels), ky, groups=5 * channels)
+    mu_x, mu_y, exx, eyy, exy = blurred.split(channels, dim=1)
 
     c1 = (0.01 * max_val) ** 2
     c2 = (0.03 * max_val) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x**2
-    syy = blur(y * y) - mu_y**2
-    sxy = blur(x * y) - mu_x * mu_y
+    sxx = exx - mu_x**2
+    syy = eyy - mu_y**2
+    sxy = exy - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return ssim_map.flatten(1).mean(dim=1)
 
