@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from attacks.surrogates import mixed_precision
 from fawkes_eval.perceptual import dssim
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
 
@@ -37,6 +39,7 @@ class FawkesV1Config:
     adadelta_rho: float = 0.95  # tf.keras Adadelta defaults, which Fawkes runs with
     adadelta_eps: float = 1e-7
     batch_size: int = 32
+    amp: bool = False  # bfloat16 autocast of the surrogates' forward pass on CUDA (ignored on the CPU)
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -66,6 +69,14 @@ FAWKES_V1_MODES: dict[str, FawkesV1Config] = {
     "low": FawkesV1Config(th=0.004, steps=40, lr=25.0, n_surrogates=1),
     "mid": FawkesV1Config(th=0.012, steps=75, lr=20.0, n_surrogates=2),
     "high": FawkesV1Config(th=0.017, steps=150, lr=15.0, n_surrogates=2),
+}
+
+# Earlier 1.0.x releases: lower budgets and fewer steps at the same learning rates and extractor counts. Kept as a
+# version of its own (fawkes-v1.0-early), a real case of silent parameter drift for regression tests to catch.
+FAWKES_V1_EARLY_MODES: dict[str, FawkesV1Config] = {
+    "low": FawkesV1Config(th=0.005, steps=25, lr=25.0, n_surrogates=1),
+    "mid": FawkesV1Config(th=0.01, steps=50, lr=20.0, n_surrogates=2),
+    "high": FawkesV1Config(th=0.015, steps=100, lr=15.0, n_surrogates=2),
 }
 
 
@@ -124,7 +135,13 @@ class FawkesV1:
         self.template = templates.pop()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.surrogates = list(surrogates[: self.config.n_surrogates])
-        self._nets = [s.torch_module().to(self.device).eval() for s in self.surrogates]
+        # Private channels-last copies: convolutions then find input and weights in one layout (no reordering per
+        # call), and the extractors' own modules, which embed faces elsewhere, stay exactly as they were.
+        self._nets = [
+            # Module.to accepts memory_format at run time; torch's type stubs leave it out.
+            copy.deepcopy(s.torch_module()).to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+            for s in self.surrogates
+        ]
         self._sizes = [s.info.input_size for s in self.surrogates]
 
     def params(self) -> dict[str, object]:
@@ -148,11 +165,13 @@ class FawkesV1:
             x = x_all[i : i + self.config.batch_size]
             noise = (torch.rand(x.shape, generator=gen) * 2.0 - 1.0) * self.config.init_noise
             n = len(x)
-            if n == 1 and self.device.type == "cpu":
+            if n == 1 and self.device.type == "cpu" and torch.get_num_threads() > 1:
                 # oneDNN's convolution backward splits a one-image batch across threads and was seen to sum the
                 # parts in varying order; with the image twice, threads take whole images. The copy is dropped.
                 x, noise = x.repeat(2, 1, 1, 1), noise.repeat(2, 1, 1, 1)
-            best, best_dssim = self._cloak_batch(x.to(self.device), noise.to(self.device))
+            # Channels-last: oneDNN's and cuDNN's faster convolution layout, for the surrogates and the SSIM window.
+            x, noise = (t.to(self.device, memory_format=torch.channels_last) for t in (x, noise))
+            best, best_dssim = self._cloak_batch(x, noise)
             out_faces.append(best[:n].permute(0, 2, 3, 1).cpu())
             out_dssim.append(best_dssim[:n].cpu())
         size = faces.shape[1]
@@ -181,10 +200,13 @@ class FawkesV1:
         return torch.cat(rows).numpy() if rows else np.zeros((0, len(self._nets)), np.float32)
 
     def _embed(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [
-            net(x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
-            for net, size in zip(self._nets, self._sizes, strict=True)
-        ]
+        with mixed_precision(self.device, self.config.amp):
+            return [
+                net(
+                    x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                ).float()
+                for net, size in zip(self._nets, self._sizes, strict=True)
+            ]
 
     def _optimizer(self, modifier: torch.Tensor) -> torch.optim.Adadelta:
         cfg = self.config
@@ -253,3 +275,30 @@ def _faces_to_tensor(faces: np.ndarray) -> torch.Tensor:
     if faces.ndim != 4 or faces.shape[3] != 3 or faces.shape[1] != faces.shape[2]:
         raise ValueError(f"expected aligned faces (N, S, S, 3), got shape {faces.shape}")
     return torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+class FawkesV1Early(FawkesV1):
+    """Fawkes v1.0 as the earlier 1.0.x releases shipped it: the same algorithm, earlier mode presets.
+
+    Source: as ``FawkesV1``; the presets of the earlier fawkes 1.0.x releases (``FAWKES_V1_EARLY_MODES``: low
+    0.005 / 25 steps, mid 0.01 / 50, high 0.015 / 100; learning rates and extractor counts as the current modes).
+    Distance: DSSIM = (1 - SSIM) / 2 on the aligned crop (budget ``th``); pixel change clipped to +-15 (0..255).
+    Arguments: as ``FawkesV1``; ``mode`` picks from ``FAWKES_V1_EARLY_MODES``.
+    Shape: as ``FawkesV1``.
+    Example: ``FawkesV1Early([DlibResNetTorch()], mode="low").cloak(faces, seed=0)``.
+    """
+
+    def __init__(
+        self,
+        surrogates: Sequence[DifferentiableExtractor],
+        mode: str = "mid",
+        config: FawkesV1Config | None = None,
+        device: str | None = None,
+    ) -> None:
+        if mode not in FAWKES_V1_EARLY_MODES:
+            raise ValueError(f"unknown Fawkes v1.0-early mode {mode!r}; modes: {', '.join(FAWKES_V1_EARLY_MODES)}")
+        super().__init__(surrogates, mode, config if config is not None else FAWKES_V1_EARLY_MODES[mode], device)
+        self.name = f"fawkes-v1.0-early:{mode}"
+
+    def params(self) -> dict[str, object]:
+        return {**super().params(), "preset": self.config == FAWKES_V1_EARLY_MODES[self.mode]}

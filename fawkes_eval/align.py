@@ -181,6 +181,16 @@ class FaceAligner:
         self._write_cache(key, face)
         return face
 
+    def detect_faces(self, photo: np.ndarray, min_size: int = 30, source: str = "<array>") -> list[tuple[int, int, int, int]]:
+        """Every face the detector finds with both sides >= ``min_size`` px, as (left, top, right, bottom), top to
+        bottom then left to right; a box may reach past the photo's border."""
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+        with self._lock:
+            boxes = self._detector(photo, self.upsample)
+        found = [(b.left(), b.top(), b.right(), b.bottom()) for b in boxes if min(b.width(), b.height()) >= min_size]
+        return sorted(found, key=lambda b: (b[1], b[0]))
+
     def _centre_face(self, photo: np.ndarray, photo_key: str) -> Any:
         """The detection nearest the photo centre, or None; memoised so each photo is detected once."""
         if photo_key not in self._boxes:
