@@ -44,6 +44,30 @@ def hierarchical_bootstrap(
     return RateCI(point, float(min(low, point)), float(max(high, point)), len(groups), sum(len(g) for g in groups))
 
 
+def paired_difference(
+    candidate: Sequence[np.ndarray], baseline: Sequence[np.ndarray], seed: int, n_boot: int = 2000,
+    level: float = 0.95,
+) -> RateCI:
+    """Mean over groups of (candidate - baseline), with a percentile CI, for two versions measured on the same cells.
+
+    ``candidate[g][i]`` and ``baseline[g][i]`` are outcomes of the same item (a user's test image) under two cloak
+    versions; each replicate resamples groups, then items within a group, and draws the same indices for both
+    versions, so the shared variation between users and images cancels. ``value`` < 0 means the candidate's rate is
+    lower (e.g. a PSR that dropped).
+    """
+    if len(candidate) != len(baseline):
+        raise ValueError(f"paired outcomes need the same groups: {len(candidate)} vs {len(baseline)}")
+    pairs = [(np.asarray(c, dtype=np.float64), np.asarray(b, dtype=np.float64))
+             for c, b in zip(candidate, baseline, strict=True)]
+    for g, (c, b) in enumerate(pairs):
+        if c.shape != b.shape:
+            raise ValueError(f"group {g}: paired outcomes need the same items, got {c.shape} vs {b.shape}")
+    diffs = [c - b for c, b in pairs if len(c)]
+    if not diffs:
+        raise ValueError("no outcomes to compare")
+    return hierarchical_bootstrap(diffs, seed=seed, n_boot=n_boot, level=level)
+
+
 def topk_hits(ranked: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
     """Boolean (N,): whether the true label is among the first ``k`` ranked predictions."""
     return np.any(ranked[:, :k] == truth[:, None], axis=1)

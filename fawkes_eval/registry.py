@@ -114,10 +114,11 @@ def _first_line(doc: str | None) -> str:
 
 
 # The registries every room fills; the runner and CLI find the rooms' components only through these.
-from fawkes_eval.types import CloakGenerator, FeatureExtractor, Tracker  # noqa: E402
+from fawkes_eval.types import CloakGenerator, Countermeasure, FeatureExtractor, Tracker  # noqa: E402
 
 CLOAKS: Registry[CloakGenerator] = Registry("cloak")
 EXTRACTORS: Registry[FeatureExtractor] = Registry("extractor")
 TRACKERS: Registry[Tracker] = Registry("tracker")
 SCENARIOS: Registry[Any] = Registry("scenario")
+COUNTERMEASURES: Registry[Countermeasure] = Registry("countermeasure")
 REPORTS: Registry[Any] = Registry("report")

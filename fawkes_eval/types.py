@@ -88,3 +88,16 @@ class CloakGenerator(Protocol):
     def params(self) -> dict[str, object]:
         """The resolved configuration, as logged with results."""
         ...
+
+
+@runtime_checkable
+class Countermeasure(Protocol):
+    """A transform a tracker applies to photos (uploads, queries or both), e.g. JPEG at quality 50.
+
+    ``name`` includes the strength: ``jpeg:50``. ``apply`` takes and returns uint8 (H, W, 3) RGB photos;
+    it must be deterministic for a given seed.
+    """
+
+    name: str
+
+    def apply(self, photos: list[np.ndarray], seed: int) -> list[np.ndarray]: ...

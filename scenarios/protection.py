@@ -8,16 +8,22 @@ identities' test photos shows it still works.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
-from fawkes_eval.align import FaceAligner
+from fawkes_eval.align import TEMPLATES, FaceAligner
 from fawkes_eval.data import Split
 from fawkes_eval.metrics import RateCI, hierarchical_bootstrap, topk_hits
-from fawkes_eval.types import CloakGenerator, FeatureExtractor, Tracker
+from fawkes_eval.types import CloakGenerator, Countermeasure, DifferentiableExtractor, ExtractorInfo, FeatureExtractor, Tracker
+from recognizers.trackers import CalibratedTracker, FaceTracker
 from scenarios.photos import CloakedPhoto, EmbeddingCache, cloak_photos
+
+# Which photos a countermeasure transforms: the tracker's training uploads, its queries, or both.
+COUNTERMEASURE_SIDES = ("uploads", "queries", "both")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class ProtectionOutcome:
     n_identities: int
     n_train: int
     n_queries: int
+    # per user, per clean test query (in split order): whether the tracker missed it; for paired comparisons
+    misses: dict[str, tuple[bool, ...]] = field(default_factory=dict)
 
 
 def evaluate_protection(
@@ -53,9 +61,19 @@ def evaluate_protection(
     protected: list[str],
     config: ProtectionConfig,
     seed: int,
+    *,
+    queries: np.ndarray | None = None,
+    views: Sequence[tuple[np.ndarray, dict[int, np.ndarray]]] = (),
 ) -> ProtectionOutcome:
-    """Run the protocol. ``clean``: (N, D) embeddings of every record; ``cloaked``: record index -> embedding
-    of its cloaked version, for every training record of every protected user."""
+    """Run the protocol. ``clean``: (N, D) embeddings of every record (or any per-record array a tracker takes,
+    such as aligned faces); ``cloaked``: record index -> embedding of its cloaked version, for every training
+    record of every protected user. ``queries``: what the tracker is queried with per record (default ``clean``;
+    differs when a countermeasure transforms queries). ``views``: further (clean, cloaked) training copies, e.g.
+    the same photos through augmentations (robust training); the tracker trains on all of them.
+
+    A ``CalibratedTracker`` (enroll-and-search) sets its threshold on the clean training embeddings, before any
+    protected user's photos are replaced by cloaked ones."""
+    queries = clean if queries is None else queries
     names = sorted(split.train)
     label_of = {name: i for i, name in enumerate(names)}
     labels = np.array([label_of[identity] for identity in identities])
@@ -70,22 +88,27 @@ def evaluate_protection(
         user_train = split.train[user]
         rng = np.random.default_rng([seed, u])
         leaked = set(rng.choice(user_train, size=int(round(config.leak_ratio * len(user_train))), replace=False))
-        x_train = clean[train_idx].copy()
         position = {int(i): p for p, i in enumerate(train_idx)}
-        for i in user_train:
-            if i not in leaked:
-                x_train[position[i]] = cloaked[i]
+        x_views = []
+        for view_clean, view_cloaked in ((clean, cloaked), *views):
+            x_view = view_clean[train_idx].copy()
+            for i in user_train:
+                if i not in leaked:
+                    x_view[position[i]] = view_cloaked[i]
+            x_views.append(x_view)
         tracker = make_tracker()
-        tracker.fit(x_train, labels[train_idx])
+        if isinstance(tracker, CalibratedTracker):
+            tracker.calibrate(clean[train_idx], labels[train_idx])
+        tracker.fit(np.concatenate(x_views), np.tile(labels[train_idx], len(x_views)))
 
-        queries = np.array(split.test[user])
-        ranked = tracker.rank(clean[queries], config.topk)
-        miss = ~topk_hits(ranked, labels[queries], 1)
+        user_test = np.array(split.test[user])
+        ranked = tracker.rank(queries[user_test], config.topk)
+        miss = ~topk_hits(ranked, labels[user_test], 1)
         failures.append(miss.astype(float))
         per_user[user] = float(miss.mean())
-        topk_misses.append(~topk_hits(ranked, labels[queries], config.topk))
+        topk_misses.append(~topk_hits(ranked, labels[user_test], config.topk))
         if len(others_test):
-            others_acc.append(float(topk_hits(tracker.rank(clean[others_test], 1), labels[others_test], 1).mean()))
+            others_acc.append(float(topk_hits(tracker.rank(queries[others_test], 1), labels[others_test], 1).mean()))
 
     return ProtectionOutcome(
         psr=hierarchical_bootstrap(failures, seed=seed, n_boot=config.n_boot),
@@ -95,6 +118,7 @@ def evaluate_protection(
         n_identities=len(names),
         n_train=len(train_idx),
         n_queries=sum(len(split.test[u]) for u in protected),
+        misses={user: tuple(bool(x) for x in f) for user, f in zip(protected, failures, strict=True)},
     )
 
 
@@ -121,14 +145,15 @@ class ProtectionScenario:
         self.identities = identities
         self.aligner = aligner
         self.config = config or ProtectionConfig()
-        self._cloaked: dict[tuple[str, int], tuple[dict[int, CloakedPhoto], float]] = {}
+        self._cloaked: dict[tuple[str, str, int, tuple[str, ...]], tuple[dict[int, CloakedPhoto], float]] = {}
         self._embedders: dict[str, EmbeddingCache] = {}
 
     def cloak_users(
         self, generator: CloakGenerator, split: Split, protected: list[str], seed: int
     ) -> tuple[dict[int, CloakedPhoto], float]:
         """Cloak every training photo of the protected users; returns them by record index, and seconds."""
-        key = (generator.name, seed)
+        # generators of one name differ in surrogates and configuration, so those are part of the key
+        key = (generator.name, json.dumps(generator.params(), sort_keys=True, default=str), seed, tuple(protected))
         if key not in self._cloaked:
             indices = [i for user in protected for i in split.train[user]]
             cloaked, seconds = cloak_photos(
@@ -147,18 +172,84 @@ class ProtectionScenario:
         self,
         cloaked: dict[int, CloakedPhoto],
         extractor: FeatureExtractor,
-        make_tracker: Callable[[], Tracker],
+        make_tracker: Callable[[], Tracker] | Callable[[], FaceTracker],
         split: Split,
         protected: list[str],
         seed: int,
+        *,
+        countermeasure: Countermeasure | None = None,
+        side: str = "uploads",
+        augmentations: Sequence[Countermeasure] = (),
     ) -> ProtectionOutcome:
+        """The protocol for one (cloak, victim, tracker) cell.
+
+        ``countermeasure`` transforms the tracker's training photos (``side="uploads"``: clean and cloaked alike,
+        as the tracker cannot tell them apart), its queries (``"queries"``) or both, before it embeds them.
+        ``augmentations`` is robust training: the tracker also trains on its training photos through each of
+        these transforms (see ``scenarios.robust``). A ``FaceTracker`` (end-to-end fine-tuning) is bound to
+        ``extractor`` and given aligned faces instead of embeddings.
+        """
+        if side not in COUNTERMEASURE_SIDES:
+            raise ValueError(f"side must be one of {', '.join(COUNTERMEASURE_SIDES)}, got {side!r}")
+        factory: Callable[[], Any] = make_tracker
         cache = self.embedder(extractor)
-        clean = cache.embed(self.photos, self.sources)
-        order = sorted(cloaked)
-        cloaked_emb = cache.embed(
-            [cloaked[i].photo for i in order], [cloaked[i].source for i in order], [self.photos[i] for i in order]
-        )
+        if isinstance(make_tracker(), FaceTracker):
+            cache = self.embedder(AlignedFaces(extractor.info.template))
+            factory = _bound_to(make_tracker, extractor)
+        upload = countermeasure if countermeasure is not None and side in ("uploads", "both") else None
+        query = countermeasure if countermeasure is not None and side in ("queries", "both") else None
+        clean, cloaked_emb = self._represent(cache, cloaked, upload, seed)
+        queries = clean if query is upload else self._represent(cache, {}, query, seed)[0]
+        views = [self._represent(cache, cloaked, transform, seed) for transform in augmentations]
         return evaluate_protection(
-            make_tracker, clean, self.identities, split, dict(zip(order, cloaked_emb, strict=True)),
-            protected, self.config, seed,
+            factory, clean, self.identities, split, cloaked_emb, protected, self.config, seed,
+            queries=queries, views=views,
         )
+
+    def _represent(
+        self, cache: EmbeddingCache, cloaked: dict[int, CloakedPhoto], transform: Countermeasure | None, seed: int
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Embeddings of every photo and of the cloaked ones, after ``transform`` (None: as they are).
+
+        A transformed photo in which the victim no longer finds the face is aligned with its original's landmarks.
+        """
+        order = sorted(cloaked)
+        originals = [self.photos[i] for i in order]
+        cloaked_photos = [cloaked[i].photo for i in order]
+        photos = self.photos
+        if transform is not None:
+            photos, cloaked_photos = transform.apply(self.photos, seed), transform.apply(cloaked_photos, seed)
+        clean = cache.embed(photos, self.sources, None if transform is None else self.photos)
+        if not order:
+            return clean, {}
+        cloaked_emb = cache.embed(cloaked_photos, [cloaked[i].source for i in order], originals)
+        return clean, dict(zip(order, cloaked_emb, strict=True))
+
+
+def _bound_to(make_tracker: Callable[[], Any], extractor: FeatureExtractor) -> Callable[[], FaceTracker]:
+    """A factory of face trackers that start from ``extractor`` (the victim)."""
+
+    def make() -> FaceTracker:
+        tracker: FaceTracker = make_tracker()
+        return tracker.bind(cast(DifferentiableExtractor, extractor))
+
+    return make
+
+
+class AlignedFaces:
+    """The identity 'extractor': a photo's aligned face itself, for trackers that train a network end to end.
+
+    Going through ``EmbeddingCache`` gives those trackers the same detection, alignment and fallbacks as any
+    victim, cached by pixel content.
+    """
+
+    def __init__(self, template: str) -> None:
+        size = TEMPLATES[template].size
+        self.info = ExtractorInfo(
+            name=f"aligned-faces:{template}", family="pixels", input_size=size, template=template,
+            preprocessing="none: uint8 RGB aligned face", embedding_dim=size * size * 3, differentiable=False,
+            license="n/a", backend="numpy",
+        )
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        return np.array(faces, dtype=np.uint8)
