@@ -91,8 +91,8 @@ class VerificationOutcome:
     eer: float
     n_pairs: int
     n_skipped_pairs: int  # a photo without a detectable face
-    similarities: np.ndarray = field(repr=False)  # per used pair, aligned with ``pairs``
-    pairs: tuple[Pair, ...] = field(repr=False)
+    similarities: np.ndarray = field(repr=False, compare=False)  # per used pair, aligned with ``pairs``
+    pairs: tuple[Pair, ...] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
