@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--one-at-a-time", type=int, help="faces cloaked one at a time (default 2; quick: 1)")
     p.add_argument("--modes", default="low,mid,high", help="Fawkes v1.0 modes, comma-separated")
     p.add_argument("--sizes", help="evaluation sizes in photos, comma-separated (default 500,2000,4000; quick: 30)")
+    p.add_argument("--photo-list", default="ge10",
+                   help="evaluation photos, in order (each size takes the first N): 'ge10' (LFW's subsets/ge10.txt, "
+                   "default), 'all' (every LFW image: ge10's first, then the rest by name) or a file of paths "
+                   "relative to LFW's images/")
     p.add_argument("--lfw", type=Path, help="LFW folder (default: $FAWKES_EVAL_LFW or ../shared/data/lfw)")
     p.add_argument("--faces-file", type=Path,
                    help="aligned dlib-150 faces as a uint8 (N, 150, 150, 3) .npy (benchmarks/gpu.sh prepare writes one): "
@@ -109,7 +113,7 @@ def _cloak_section(args: argparse.Namespace, lfw: Path | None) -> Any:
 
 
 def _evaluation_section(args: argparse.Namespace, lfw: Path | None, workdir: Path) -> Any:
-    from benchmarks.evaluation import EvaluationBenchConfig, run_evaluation_benchmarks
+    from benchmarks.evaluation import EvaluationBenchConfig, read_photo_list, run_evaluation_benchmarks
     from benchmarks.faces import round_robin
     from fawkes_eval.align import default_cache_dir
     from fawkes_eval.data import load_dataset
@@ -123,6 +127,13 @@ def _evaluation_section(args: argparse.Namespace, lfw: Path | None, workdir: Pat
         photo_list.write_text("\n".join(str(r.path.relative_to(root)) for r in records) + "\n")
     else:
         root, photo_list = lfw / "images", lfw / "subsets" / "ge10.txt"
+        if args.photo_list == "all":
+            first = read_photo_list(photo_list)
+            rest = sorted({str(p.relative_to(root)) for p in root.glob("*/*.jpg")} - set(first))
+            photo_list = workdir / "lfw-all.txt"
+            photo_list.write_text("\n".join(first + rest) + "\n")
+        elif args.photo_list != "ge10":
+            photo_list = Path(args.photo_list)
     config = EvaluationBenchConfig(root=root, photo_list=photo_list, sizes=sizes, n_boot=200 if args.quick else 1000)
     return run_evaluation_benchmarks(config, workdir, default_cache_dir().resolve())
 

@@ -143,7 +143,7 @@ def run_in_process(campaign_file: Path, out_root: Path, label: str) -> CampaignR
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     photos = len(read_photo_list(Path(load_campaign(campaign_file).datasets[0].subset or "")))
     return CampaignRun(label, photos, outcome.seconds, 0.0, peak, rss_before, outcome.ran, outcome.reused,
-                       len(outcome.skipped_photos))
+                       len(outcome.left_out))
 
 
 def empty_mlflow_store(path: Path) -> None:

@@ -17,9 +17,10 @@ import hashlib
 import os
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from PIL import Image
@@ -134,7 +135,7 @@ def _arcface_points(shape68: Any) -> np.ndarray:
     return np.array([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
 
 
-def _no_face_hint(photo: np.ndarray) -> str:
+def no_face_hint(photo: np.ndarray) -> str:
     height, width = photo.shape[:2]
     if min(height, width) < 40:
         return f" (image is only {width}x{height} pixels; the detector needs faces of about 40 px or more)"
@@ -207,7 +208,7 @@ class FaceAligner:
         with self._lock:
             box = self._centre_face(photo, photo_key)
             if box is None:
-                raise NoFaceError(f"{source}: no face found{_no_face_hint(photo)}")
+                raise NoFaceError(f"{source}: no face found{no_face_hint(photo)}")
             shape = self._predictors[template.landmarks](photo, box)
             if template.landmarks == "5":
                 matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
@@ -280,6 +281,27 @@ def load_photo(path: Path) -> np.ndarray:
         raise PhotoError(f"{path}: refused without decoding, possible decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise PhotoError(f"{path}: cannot decode image ({e})") from None
+
+
+class PhotoFiles(Sequence[np.ndarray]):
+    """Photo files decoded on each access: a dataset of any size is never held in memory as pixels."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [load_photo(Path(p)) for p in self.paths[index]]
+        return load_photo(Path(self.paths[index]))
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:

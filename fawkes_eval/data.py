@@ -26,10 +26,18 @@ class FaceRecord:
 
 @dataclass(frozen=True)
 class FileError:
-    """A file that was left out, and why: reported in results, never silently dropped."""
+    """A file that was left out, and why: reported in results, never silently dropped.
+
+    ``kind``: ``refused`` (by the dataset loader: outside the root, missing, misplaced), ``unreadable`` (not a
+    usable image) or ``no-face`` (no face detected: a normal outcome for some photos, not a failure).
+    """
 
     path: str
     reason: str
+    kind: str = "refused"
+
+    def to_dict(self, dataset: str) -> dict[str, str]:
+        return {"dataset": dataset, "file": self.path, "reason": self.reason, "kind": self.kind}
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -127,7 +135,11 @@ class Split:
 
 
 def split_dataset(dataset: Dataset, seed: int, train_fraction: float = 0.7) -> Split:
-    """Per identity, shuffle with ``seed`` and keep ``train_fraction`` for training (at least one each side)."""
+    """Per identity, shuffle with ``seed`` and keep ``train_fraction`` for training (at least one each side).
+
+    An identity with a single image is kept for training only (an enrolled distractor, as in all of LFW, where
+    most identities have one photo); it has no test photo, so it can be neither protected nor queried.
+    """
     rng = np.random.default_rng(seed)
     train: dict[str, list[int]] = {}
     test: dict[str, list[int]] = {}
@@ -136,8 +148,9 @@ def split_dataset(dataset: Dataset, seed: int, train_fraction: float = 0.7) -> S
         index.setdefault(r.identity, []).append(i)
     for identity in sorted(index):
         idx = list(index[identity])
-        if len(idx) < 2:
-            raise DatasetError(f"{identity}: needs at least 2 images to split, has {len(idx)}")
+        if len(idx) == 1:
+            train[identity], test[identity] = idx, []
+            continue
         order = rng.permutation(len(idx))
         n_train = min(max(1, round(train_fraction * len(idx))), len(idx) - 1)
         train[identity] = sorted(idx[j] for j in order[:n_train])

@@ -12,6 +12,7 @@ Results folder of a campaign (``outputs.dir/<campaign name>/``)::
     config.json            the resolved campaign (campaign.yaml: the file it was read from)
     manifests/<dataset>.json  sha256 of every image used
     cells/<key>.json       one ResultRow per finished cell
+    errors.json            one row per file left out: dataset, file, reason, kind (refused, unreadable, no-face)
     examples/<job>.json    clean / cloaked face crops (PNG beside it) per cloaking run, for image grids
     results.json           the campaign's rows, in grid order
     report.md, report.html
@@ -27,6 +28,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from fawkes_eval.align import TEMPLATES, FaceAligner, NoFaceError, default_cache_dir, load_photo
+from fawkes_eval.align import TEMPLATES, FaceAligner, NoFaceError, PhotoFiles, default_cache_dir, load_photo
 from fawkes_eval.cache import ArrayStore, atomic_write_bytes, atomic_write_text, content_digest
 from fawkes_eval.campaign import (
     NO_COUNTERMEASURE,
@@ -47,16 +49,17 @@ from fawkes_eval.campaign import (
     ProtocolSpec,
     check_components,
 )
-from fawkes_eval.data import Dataset, DatasetError, Split, load_dataset, split_dataset
+from fawkes_eval.data import Dataset, DatasetError, FileError, Split, load_dataset, split_dataset
 from fawkes_eval.executors import Executor, LocalExecutor
 from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, EXTRACTORS, REPORTS, SCENARIOS, TRACKERS
 from fawkes_eval.results import ImageExample, ResultRow, config_hash
 from fawkes_eval.rooms import load_rooms
-from fawkes_eval.tracking import RunLogger, environment, git_revision
+from fawkes_eval.tracking import RunLogger, TrackingUnavailable, environment, git_revision
 from fawkes_eval.types import CloakGenerator, CloakOutput, FeatureExtractor
 
 DEMO_DATA = Path(__file__).parent / "demo_data" / "lfw_sample"
 USER_MODEL_HOOK = "recognizers.user_model:register_user_model"  # called once per ``models:`` entry
+LEFT_OUT = "errors.json"  # in the results folder: one row per file left out
 
 
 @dataclass(frozen=True)
@@ -271,13 +274,16 @@ class CachedExtractor:
 
 @dataclass
 class PreparedData:
-    """A dataset's photos that every template of the campaign can align; the rest are reported and skipped."""
+    """A dataset's photos that every template of the campaign can align; the rest are reported and skipped.
+
+    Photos are read from their files when used (``PhotoFiles``), so memory does not grow with the dataset.
+    """
 
     dataset: Dataset
-    photos: list[np.ndarray]
+    photos: PhotoFiles
     sources: list[str]
     identities: list[str]
-    skipped: list[str]
+    skipped: list[FileError]  # the loader's refusals, then the photos that failed to decode or align
     splits: dict[int, Split] = field(default_factory=dict)
 
     def split(self, seed: int, train_fraction: float) -> Split:
@@ -289,16 +295,19 @@ class PreparedData:
         return self.splits[seed]
 
     def protected(self, spec: ProtectedSpec, seed: int) -> list[str]:
-        names = sorted(set(self.identities))
+        """The protected users: those named, or ``count`` drawn with ``seed`` among the identities with at least
+        two usable photos (one to cloak and upload, one to query)."""
+        counts = Counter(self.identities)
+        names = sorted(n for n, c in counts.items() if c >= 2)
         if spec.users:
             missing = [u for u in spec.users if u not in names]
             if missing:
-                raise DatasetError(f"{self.dataset.name}: protected users not in the dataset "
-                                   f"(or all their photos skipped): {missing}")
+                raise DatasetError(f"{self.dataset.name}: protected users need at least 2 usable photos; not in "
+                                   f"the dataset, or fewer left after skipped photos: {missing}")
             return list(spec.users)
-        if spec.count >= len(names):
-            raise DatasetError(f"{self.dataset.name}: cannot protect {spec.count} of {len(names)} identities "
-                               "and keep others")
+        if spec.count >= len(counts) or spec.count > len(names):
+            raise DatasetError(f"{self.dataset.name}: cannot protect {spec.count} of {len(counts)} identities "
+                               f"({len(names)} with 2 or more usable photos) and keep others")
         return sorted(np.random.default_rng(seed).choice(names, size=spec.count, replace=False).tolist())
 
 
@@ -334,7 +343,7 @@ class Workspace:
         if name not in self.data:
             spec = self.context.campaign.dataset(name)
             dataset = load_dataset(spec.root, spec.subset, spec.name)
-            photos, sources, identities, skipped = [], [], [], []
+            sources, identities, skipped = [], [], list(dataset.errors)
             for record in _progress(dataset.records, f"aligning {name}"):
                 source = str(record.path)
                 try:
@@ -342,13 +351,14 @@ class Workspace:
                     for template in self.context.templates:
                         self.aligner.align(photo, template, source)
                 except (NoFaceError, OSError, ValueError) as e:
-                    skipped.append(f"{source}: {e}")
-                    self.say(f"skipped {e}")
+                    # the messages of load_photo and the aligner start with the file's path
+                    reason = str(e).removeprefix(f"{source}: ")
+                    skipped.append(FileError(source, reason, "no-face" if isinstance(e, NoFaceError) else "unreadable"))
+                    self.say(f"skipped {source}: {reason}")
                     continue
-                photos.append(photo)
                 sources.append(source)
                 identities.append(record.identity)
-            self.data[name] = PreparedData(dataset, photos, sources, identities, skipped)
+            self.data[name] = PreparedData(dataset, PhotoFiles(sources), sources, identities, skipped)
         return self.data[name]
 
     def generator(self, cloak: str, surrogates: tuple[str, ...]) -> CachedCloak:
@@ -431,12 +441,23 @@ def _write_example(folder: Path, task: CellTask, cloaked: dict[int, Any]) -> Non
     }))
 
 
+_GAVE_UP_LOGGING: set[str] = set()  # tracking URIs this process waited out: later cells do not wait again
+
+
 def execute_cell(task: CellTask, context: RunContext) -> ResultRow:
-    """Compute one cell, write it to ``cells/<key>.json`` and log it under the parent run; returns the row."""
+    """Compute one cell, write it to ``cells/<key>.json`` and log it under the parent run; returns the row.
+
+    A tracking server that stays down past its patience costs the logging, not the result: the row is on disk,
+    the rest of the campaign runs without waiting again, and the driver (or a rerun) logs what is missing."""
     ws = workspace(context)
     row = _compute(task, context, ws)
     write_cell(context.results_dir, row)
-    RunLogger(context.campaign.study, context.tracking_uri).log_cell(context.parent_run_id, row, cell_tags(row))
+    if context.tracking_uri not in _GAVE_UP_LOGGING:
+        try:
+            RunLogger(context.campaign.study, context.tracking_uri).log_cell(context.parent_run_id, row, cell_tags(row))
+        except TrackingUnavailable as e:
+            _GAVE_UP_LOGGING.add(context.tracking_uri)
+            ws.say(f"not logged to MLflow (saved in {context.results_dir / 'cells'}; a rerun logs it): {e}")
     return row
 
 
@@ -610,8 +631,14 @@ class CampaignOutcome:
     ran: int = 0
     reused: int = 0
     failed: list[str] = field(default_factory=list)
-    skipped_photos: list[str] = field(default_factory=list)
+    left_out: list[dict[str, str]] = field(default_factory=list)  # errors.json: one row per file left out
     seconds: float = 0.0
+
+    @property
+    def exit_status(self) -> int:
+        """0: every cell ran and every file was usable or merely had no face; 1: a cell failed, or a file
+        was refused or unreadable."""
+        return 1 if self.failed or any(e["kind"] != "no-face" for e in self.left_out) else 0
 
 
 def _say(stream: TextIO, message: str) -> None:
@@ -663,23 +690,24 @@ def run_campaign(
         params={"datasets": ",".join(plan.datasets), "n_cells": len(plan.tasks),
                 "seeds": ",".join(map(str, campaign.grid.seeds))},
     )
-    logged = logger.logged_cells(parent)
-    for key, row in finished.items():
-        if key not in logged:  # computed before a kill, or by an earlier version of this campaign file
-            logger.log_cell(parent, row, cell_tags(row))
     _say(stream, f"campaign {campaign.name}: {len(plan.tasks)} cells, {len(finished)} already done, "
                  f"{len(todo)} to run")
 
     failed: list[str] = []
     rows_by_key = dict(finished)
-    skipped_photos: list[str] = []
+    left_out = _read_left_out(results_dir)
     if todo:
         import torch
 
         context = RunContext(campaign, (), default_cache_dir().resolve(), results_dir, logger.uri, parent,
                              torch.get_num_threads())
         # the templates of every model decide which photos are usable, so they are fixed before any cell runs
-        context = replace(context, templates=_templates(campaign, workspace(context, stream)))
+        driver = workspace(context, stream)
+        context = replace(context, templates=_templates(campaign, driver))
+        driver.context = context
+        # every photo is checked (and aligned into the on-disk cache) here, once, whatever the executor
+        left_out = [e.to_dict(name) for name in plan.datasets for e in driver.prepared(name).skipped]
+        atomic_write_text(results_dir / LEFT_OUT, json.dumps(left_out, indent=1))
         if executor is not None and not isinstance(executor, LocalExecutor):
             _WORKSPACES.clear()  # the workers load their own models
         bar = _progress(None, "cells", total=len(todo))
@@ -697,21 +725,28 @@ def run_campaign(
 
         (executor or LocalExecutor()).run(todo, prepare_group, execute_cell, context, on_done)
         bar.close()
-        skipped_photos = [s for ws in _WORKSPACES.values() for data in ws.data.values() for s in data.skipped]
 
     rows = [rows_by_key[t.key] for t in plan.tasks if t.key in rows_by_key]
-    _write_results(campaign, plan, rows, results_dir, logger, parent, stream)
+    # finished cells missing from the parent run: computed before a kill, by an earlier version of this campaign
+    # file, or saved while the server was down (in any worker); logged now, or a clean failure and a rerun logs them
+    _GAVE_UP_LOGGING.clear()
+    logged = logger.logged_cells(parent)
+    for row in rows:
+        if row.key not in logged:
+            logger.log_cell(parent, row, cell_tags(row))
+    _write_results(campaign, plan, rows, left_out, results_dir, logger, parent, stream)
     logger.finish(parent, "FINISHED" if not failed else "FAILED")
     elapsed = time.perf_counter() - start
     ran = len(todo) - len(failed)
-    outcome = CampaignOutcome(rows, results_dir, parent, logger.uri, ran, len(finished), failed, skipped_photos,
-                              elapsed)
+    outcome = CampaignOutcome(rows, results_dir, parent, logger.uri, ran, len(finished), failed, left_out, elapsed)
     _say(stream, f"report: {results_dir / 'report.html'}\nmarkdown: {results_dir / 'report.md'}\n"
                  f"results: {results_dir / 'results.json'}")
     _say(stream, f"MLflow: {logger.uri} (experiment {campaign.study!r}, parent run {parent}); "
                  f"view with: mlflow ui --backend-store-uri {logger.uri}")
-    if skipped_photos:
-        _say(stream, f"{len(skipped_photos)} photo(s) skipped (listed above)")
+    if left_out:
+        _say(stream, f"files left out ({results_dir / LEFT_OUT}):")
+        for e in left_out:
+            _say(stream, f"  [{e['kind']}] {e['file']}: {e['reason']}")
     for line in failed:
         _say(stream, f"failed: {line}")
     _say(stream, summary_line(campaign, outcome))
@@ -720,8 +755,17 @@ def run_campaign(
 
 def summary_line(campaign: Campaign, outcome: CampaignOutcome) -> str:
     total = len(outcome.rows) + len(outcome.failed)
+    no_face = sum(e["kind"] == "no-face" for e in outcome.left_out)
     return (f"{campaign.name}: {total} cells: {outcome.ran} run, {outcome.reused} skipped (already done), "
-            f"{len(outcome.failed)} failed; elapsed: {outcome.seconds:.0f} s")
+            f"{len(outcome.failed)} failed; {len(outcome.left_out)} file(s) left out ({no_face} without a "
+            f"detectable face); elapsed: {outcome.seconds:.0f} s")
+
+
+
+def _read_left_out(results_dir: Path) -> list[dict[str, str]]:
+    """The left-out files of an earlier run of this campaign (a rerun with nothing to do reports them too)."""
+    path = results_dir / LEFT_OUT
+    return list(json.loads(path.read_text())) if path.exists() else []
 
 
 def _describe(error: BaseException) -> str:
@@ -770,17 +814,19 @@ def _example_files(folder: Path) -> list[str]:
     return ["examples.json", *(e[kind] for e in entries for kind in ("clean", "cloaked"))]
 
 
-def _write_results(campaign: Campaign, plan: CampaignPlan, rows: list[ResultRow], results_dir: Path,
-                   logger: RunLogger, parent: str, stream: TextIO) -> None:
+def _write_results(campaign: Campaign, plan: CampaignPlan, rows: list[ResultRow], left_out: list[dict[str, str]],
+                   results_dir: Path, logger: RunLogger, parent: str, stream: TextIO) -> None:
     atomic_write_text(results_dir / "results.json", json.dumps([r.to_dict() for r in rows], indent=1, default=str))
-    artifacts = ["results.json", "config.json", *(["campaign.yaml"] if campaign.source else [])]
+    atomic_write_text(results_dir / LEFT_OUT, json.dumps(left_out, indent=1))
+    artifacts = ["results.json", "config.json", LEFT_OUT, *(["campaign.yaml"] if campaign.source else [])]
     example_pairs = _examples(results_dir, plan)
     examples = _example_files(results_dir / "examples")
     if rows:
         table = REPORTS.factory("markdown")(rows)
         measured_on = REPORTS.factory("provenance")(rows)
         if "markdown" in campaign.outputs.reports:
-            atomic_write_text(results_dir / "report.md", f"# {campaign.name}\n\n{table}\nMeasured on:\n{measured_on}")
+            atomic_write_text(results_dir / "report.md", f"# {campaign.name}\n\n{table}\nMeasured on:\n{measured_on}"
+                                                         f"{_left_out_markdown(left_out)}")
             artifacts.append("report.md")
         if "html" in campaign.outputs.reports:
             env = rows[0].provenance.get("environment", {})
@@ -791,7 +837,7 @@ def _write_results(campaign: Campaign, plan: CampaignPlan, rows: list[ResultRow]
                 **{f"env {k}": str(v) for k, v in env.items()},
             }
             html = REPORTS.factory("html")(f"fawkes-eval: {campaign.name}", rows, example_pairs,
-                                           context, config=campaign.to_dict())
+                                           context, config=campaign.to_dict(), left_out=left_out)
             atomic_write_text(results_dir / "report.html", html)
             artifacts.append("report.html")
         _say(stream, "\n" + table)
@@ -802,6 +848,16 @@ def _write_results(campaign: Campaign, plan: CampaignPlan, rows: list[ResultRow]
         logger.log_artifact(parent, manifest, "manifests")
     for example in examples:
         logger.log_artifact(parent, results_dir / "examples" / example, "examples")
+
+
+def _left_out_markdown(left_out: list[dict[str, str]]) -> str:
+    if not left_out:
+        return ""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = "".join(f"| {' | '.join(cell(e[k]) for k in ('dataset', 'file', 'kind', 'reason'))} |\n" for e in left_out)
+    return f"\n## Files left out\n\n| dataset | file | kind | reason |\n|---|---|---|---|\n{lines}"
 
 
 def run_audit(config: AuditConfig, out_root: Path, stream: TextIO | None = None) -> CampaignOutcome:

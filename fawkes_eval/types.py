@@ -95,7 +95,8 @@ class Countermeasure(Protocol):
     """A transform a tracker applies to photos (uploads, queries or both), e.g. JPEG at quality 50.
 
     ``name`` includes the strength: ``jpeg:50``. ``apply`` takes and returns uint8 (H, W, 3) RGB photos;
-    it must be deterministic for a given seed.
+    each output must depend only on its photo and the seed (not on the other photos of the call), since
+    datasets are streamed through it in batches of any size.
     """
 
     name: str

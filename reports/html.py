@@ -83,12 +83,14 @@ def render_html(
     context: dict[str, Any],
     redact: bool | Redaction = False,
     config: Mapping[str, Any] | None = None,
+    left_out: Sequence[Mapping[str, str]] = (),
 ) -> str:
     """Render the report.
 
     ``redact`` protects the people shown (they are the ones being protected): ``"omit"`` (or True) leaves faces
     out, ``"blur"`` shows them too coarse to recognise. ``config`` is the campaign's resolved configuration;
-    ``context`` holds further "measured on" lines (key -> text).
+    ``context`` holds further "measured on" lines (key -> text); ``left_out`` the files the run could not use
+    (rows of the campaign's ``errors.json``: dataset, file, reason, kind).
     """
     mode: Redaction | None = "omit" if redact is True else (redact or None)
     if mode not in (None, "omit", "blur"):
@@ -105,5 +107,6 @@ def render_html(
         has_examples=bool(examples), redaction=mode, gain=int(DIFF_GAIN),
         datasets=datasets(ordered), models=models(ordered), environments=environments(ordered),
         config=json.dumps(config, indent=1, sort_keys=True, default=str) if config else "", context=context,
+        left_out=left_out,
     )
 

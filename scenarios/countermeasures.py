@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fawkes_eval.align import content_key
+
 # The strengths of DESIGN.md section 2, as registry modes: family -> {mode: constructor keywords}.
 STRENGTHS: dict[str, dict[str, dict[str, Any]]] = {
     "jpeg": {str(q): {"quality": q} for q in (95, 75, 50, 30, 10)},
@@ -115,7 +117,8 @@ class MedianFilter:
 class GaussianNoise:
     """Additive Gaussian noise with standard deviation ``sigma`` in 0..255 units, seeded, rounded and clipped.
 
-    The i-th photo of a call draws from ``default_rng([seed, i])``: the same seed and order give the same pixels.
+    Each photo draws from a generator seeded with ``seed`` and the photo's pixel hash, so its noise depends on
+    the seed and the photo alone, not on the batch it arrives in (photos are streamed in batches of any size).
     """
 
     def __init__(self, sigma: float) -> None:
@@ -126,8 +129,8 @@ class GaussianNoise:
 
     def apply(self, photos: list[np.ndarray], seed: int) -> list[np.ndarray]:
         _check_photos(photos, self.name)
-        return [_to_uint8(p + np.random.default_rng([seed, i]).normal(0.0, self.sigma, p.shape))
-                for i, p in enumerate(photos)]
+        return [_to_uint8(p + np.random.default_rng([seed, int(content_key(p)[:15], 16)]).normal(0.0, self.sigma, p.shape))
+                for p in photos]
 
 
 class BitDepth:

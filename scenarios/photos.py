@@ -7,6 +7,7 @@ as a third party would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,30 +54,48 @@ class EmbeddingCache:
         self._store: dict[str, np.ndarray] = {}
         self.redetect_failures = 0
 
-    def embed(self, photos: list[np.ndarray], sources: list[str], fallbacks: list[np.ndarray] | None = None) -> np.ndarray:
+    def embed(
+        self,
+        photos: Sequence[np.ndarray],
+        sources: Sequence[str],
+        fallbacks: Sequence[np.ndarray] | None = None,
+        batch_size: int = 256,
+    ) -> np.ndarray:
         """Embed photos; where no face is found again, align with the ``fallbacks`` photo's landmarks.
 
         Fallbacks matter for cloaked photos: a cloak may hide the face from the detector, which a tracker
-        could sidestep by using the landmarks of the original upload.
+        could sidestep by using the landmarks of the original upload. Photos are read one at a time and
+        embedded ``batch_size`` crops at a time, so ``photos`` may be a lazy sequence of any length.
         """
+        if len(photos) != len(sources):
+            raise ValueError(f"embed: {len(photos)} photos but {len(sources)} sources")
         template = self.extractor.info.template
-        keys = [content_key(p) for p in photos]
-        todo = [i for i, k in enumerate(keys) if k not in self._store]
-        crops = []
-        for i in todo:
+        keys: list[str] = []
+        pending: dict[str, np.ndarray] = {}  # content key -> aligned crop, not yet embedded
+        for i, source in enumerate(sources):
+            photo = photos[i]
+            key = content_key(photo)
+            keys.append(key)
+            if key in self._store or key in pending:
+                continue
             try:
-                face = self.aligner.align(photos[i], template, sources[i])
+                face = self.aligner.align(photo, template, source)
             except NoFaceError:
                 if fallbacks is None:
                     raise
                 self.redetect_failures += 1
-                face = self._aligned_like(photos[i], self.aligner.align(fallbacks[i], template, sources[i]))
-            crops.append(face.crop)
-        if todo:
-            vectors = self.extractor.embed(np.stack(crops))
-            for i, v in zip(todo, vectors, strict=True):
-                self._store[keys[i]] = v
+                face = self._aligned_like(photo, self.aligner.align(fallbacks[i], template, source))
+            pending[key] = face.crop
+            if len(pending) >= batch_size:
+                self._embed(pending)
+        self._embed(pending)
         return np.stack([self._store[k] for k in keys])
+
+    def _embed(self, pending: dict[str, np.ndarray]) -> None:
+        if pending:
+            vectors = self.extractor.embed(np.stack(list(pending.values())))
+            self._store.update(zip(pending, vectors, strict=True))
+            pending.clear()
 
     def _aligned_like(self, photo: np.ndarray, reference: AlignedFace) -> AlignedFace:
         crop = warp_photo_to_crop(photo, reference.matrix, reference.crop.shape[0])

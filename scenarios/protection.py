@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -128,13 +128,15 @@ class ProtectionScenario:
 
     Cloaked photos are kept per (cloak, seed) and embeddings per victim (by pixel content), so a grid of
     cloaks x victims x trackers cloaks each photo once per cloak and embeds each photo once per victim.
+    ``photos`` may be lazy (``fawkes_eval.align.PhotoFiles``): the dataset is read photo by photo whenever it is
+    embedded, and only the protected users' cloaked photos stay in memory.
     """
 
     name = "protection"
 
     def __init__(
         self,
-        photos: list[np.ndarray],
+        photos: Sequence[np.ndarray],
         sources: list[str],
         identities: list[str],
         aligner: FaceAligner,
@@ -216,14 +218,36 @@ class ProtectionScenario:
         order = sorted(cloaked)
         originals = [self.photos[i] for i in order]
         cloaked_photos = [cloaked[i].photo for i in order]
-        photos = self.photos
+        photos: Sequence[np.ndarray] = self.photos
         if transform is not None:
-            photos, cloaked_photos = transform.apply(self.photos, seed), transform.apply(cloaked_photos, seed)
+            photos, cloaked_photos = Transformed(self.photos, transform, seed), transform.apply(cloaked_photos, seed)
         clean = cache.embed(photos, self.sources, None if transform is None else self.photos)
         if not order:
             return clean, {}
         cloaked_emb = cache.embed(cloaked_photos, [cloaked[i].source for i in order], originals)
         return clean, dict(zip(order, cloaked_emb, strict=True))
+
+
+class Transformed(Sequence[np.ndarray]):
+    """``photos`` through a countermeasure, one photo at a time on access (its output depends on the photo and
+    the seed alone), so a transformed dataset is never held in memory."""
+
+    def __init__(self, photos: Sequence[np.ndarray], transform: Countermeasure, seed: int) -> None:
+        self.photos, self.transform, self.seed = photos, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return self.transform.apply(list(self.photos[index]), self.seed)
+        return self.transform.apply([self.photos[index]], self.seed)[0]
 
 
 def _bound_to(make_tracker: Callable[[], Any], extractor: FeatureExtractor) -> Callable[[], FaceTracker]:

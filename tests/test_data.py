@@ -72,3 +72,26 @@ def test_split_is_seeded_and_disjoint(demo_dataset: Dataset) -> None:
         assert {demo_dataset.records[i].identity for i in train | test} == {ident}
     all_idx = sorted(i for v in a.train.values() for i in v) + sorted(i for v in a.test.values() for i in v)
     assert sorted(all_idx) == list(np.arange(len(demo_dataset.records)))
+
+
+def test_single_photo_identities_are_training_only_distractors(demo_dataset: Dataset) -> None:
+    from fawkes_eval.align import PhotoFiles
+    from fawkes_eval.campaign import ProtectedSpec
+    from fawkes_eval.runner import PreparedData
+
+    by_identity = demo_dataset.by_identity()
+    singles = sorted(by_identity)[:3]  # keep one photo of these, all of the others
+    records = tuple(r for r in demo_dataset.records if r.identity not in singles or r == by_identity[r.identity][0])
+    dataset = Dataset(demo_dataset.root, records, "with-singles")
+    split = split_dataset(dataset, seed=0)
+    for name in singles:
+        assert len(split.train[name]) == 1 and split.test[name] == []
+    assert all(len(split.test[n]) >= 1 for n in by_identity if n not in singles)
+
+    sources = [str(r.path) for r in records]
+    prepared = PreparedData(dataset, PhotoFiles(sources), sources, [r.identity for r in records], [])
+    drawn = {u for seed in range(20) for u in prepared.protected(ProtectedSpec((), 2), seed)}
+    assert drawn and not drawn & set(singles)  # a protected user needs a photo to cloak and one to query
+    with pytest.raises(DatasetError, match="at least 2 usable photos"):
+        prepared.protected(ProtectedSpec((singles[0],), 0), 0)
+    assert np.array_equal(prepared.photos[0], prepared.photos[:1][0])  # decoded from the file on access

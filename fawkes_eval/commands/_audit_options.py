@@ -40,4 +40,4 @@ def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int
     except CampaignError as e:
         print(f"fawkes-eval: error: {e}", file=sys.stderr)
         return 2
-    return 1 if outcome.failed else 0
+    return outcome.exit_status

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fawkes-eval: error: {e}", file=sys.stderr)
         return 2
     print(sweep_table(outcome.rows))
-    return 1 if outcome.failed else 0
+    return outcome.exit_status
 
 
 def family_strengths(family: str) -> list[str]:
