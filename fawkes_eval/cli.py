@@ -25,10 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fawkes_eval.data import DatasetError
     from fawkes_eval.registry import UnknownComponentError
+    from fawkes_eval.tracking import TrackingUnavailable
 
     try:
         return int(args.handler(args))
-    except (UnknownComponentError, DatasetError) as e:
+    except (UnknownComponentError, DatasetError, TrackingUnavailable) as e:
         print(f"fawkes-eval: error: {e}", file=sys.stderr)
         return 2
 

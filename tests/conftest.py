@@ -1,9 +1,16 @@
-"""Shared fixtures: real photos (bundled LFW sample; full LFW when present), a real aligner, aligned faces."""
+"""Shared fixtures: real photos (bundled LFW sample; full LFW when present), a real aligner, aligned faces, a real
+``mlflow server`` that can be stopped and restarted."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +72,80 @@ def aligned(aligner: FaceAligner) -> Callable[[Dataset, str], tuple[np.ndarray, 
         return memo[key]
 
     return get
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on."""
+    return _free_port()
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on a loopback port with a sqlite store in ``folder``; ``stop``, ``start`` and
+    ``restart`` keep the port and the store, as an administrator restarting a shared server would."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = f"http://127.0.0.1:{_free_port()}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        port = self.uri.rsplit(":", 1)[1]
+        mlflow = Path(sys.executable).parent / "mlflow"
+        self.process = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", port, "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+             "--artifacts-destination", str(self.folder / "server-artifacts")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            assert self.process.poll() is None, "mlflow server exited at start"
+            assert time.monotonic() < deadline, "mlflow server did not answer /health within 180 s"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # its own session: the server and its workers
+            self.process.wait(timeout=60)
+            self.process = None
+        deadline = time.monotonic() + 60
+        while self._answers():  # a worker may outlive the main process for a moment, holding the port
+            assert time.monotonic() < deadline, f"mlflow server at {self.uri} still answers 60 s after stop"
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        host, port = self.uri.removeprefix("http://").split(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def restart(self, down_seconds: float) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path / "mlflow-server")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

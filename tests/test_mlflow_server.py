@@ -4,17 +4,10 @@ read back through ``MlflowClient``, and a rerun that resumes the same parent run
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import MlflowServer
 
 from fawkes_eval.campaign import load_campaign
 from fawkes_eval.runner import run_campaign
@@ -34,54 +27,19 @@ protocol: {n_boot: 200}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    mlflow = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, "mlflow server exited at start"
-            assert time.monotonic() < deadline, "mlflow server did not answer /health within 180 s"
-            time.sleep(0.5)
-        yield uri
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-
-
 @pytest.mark.slow
-def test_campaign_on_a_shared_mlflow_server(mlflow_server: str, tmp_path: Path,
+def test_campaign_on_a_shared_mlflow_server(mlflow_server: MlflowServer, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
     monkeypatch.setenv("FAWKES_EVAL_CACHE", str(tmp_path / "cache"))
     (tmp_path / "campaign.yaml").write_text(CAMPAIGN)
     campaign = load_campaign(tmp_path / "campaign.yaml")
     outcome = run_campaign(campaign, tmp_path / "out")
-    assert outcome.tracking_uri == mlflow_server and outcome.ran == 2
+    assert outcome.tracking_uri == mlflow_server.uri and outcome.ran == 2
 
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server.uri)
     experiment = client.get_experiment_by_name("server-test")  # one experiment per study
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])

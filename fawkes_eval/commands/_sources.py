@@ -74,10 +74,11 @@ def _from_mlflow(text: str) -> Source:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from fawkes_eval.tracking import tracking_uri
+    from fawkes_eval.tracking import check_tracking, tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per cell would bury the output
     uri = tracking_uri()
+    check_tracking(uri, writing=False)  # a server that is down: say so now, not after MLflow's minutes of retries
     client = MlflowClient(tracking_uri=uri)
     with tempfile.TemporaryDirectory(prefix="fawkes-eval-source-") as tmp:
         if RUN_ID.match(text):

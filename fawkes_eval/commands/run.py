@@ -15,6 +15,8 @@ def add_parser(verbs: Any) -> None:
         "Each finished cell is written to OUT/<campaign>/cells/<key>.json before the next starts and logged as a "
         "child of the campaign's MLflow parent run (local ./mlflow.db unless MLFLOW_TRACKING_URI is set), so "
         "rerunning the same command after a crash or kill continues where it stopped and never logs a cell twice. "
+        "An unreachable MLflow server stops the run before anything is computed; one that goes away mid-run is "
+        "waited for, with retries, up to FAWKES_EVAL_TRACKING_PATIENCE_S seconds (default 300). "
         "Aligned faces, cloaks and embeddings are cached by content in ./.fawkes-eval-cache (FAWKES_EVAL_CACHE).",
     )
     p.add_argument("file", type=Path, help="campaign YAML file")
@@ -41,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
     except (CampaignError, ValueError) as e:
         print(f"fawkes-eval: error: {e}", file=sys.stderr)
         return 2
-    return 1 if outcome.failed else 0
+    return outcome.exit_status
