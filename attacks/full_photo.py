@@ -6,8 +6,11 @@ cloaked; the change (cloaked - clean crop) is resized back to the square, cut to
 the result rounded and clipped to 0..255. Pixels outside the face boxes are copied from the original, so they
 are exactly unchanged. Files keep their format, size, mode (RGB, RGBA with its alpha, L) and EXIF data
 including the orientation tag: the cloak is made on the upright photo and turned back to the stored
-orientation. Lossy formats are re-encoded (JPEG with the original's quantisation tables and subsampling), which
-moves pixels everywhere by the codec's error; ``output_format="png"`` writes lossless PNG instead.
+orientation. Other modes (CMYK, 16-bit, palette) cannot hold the cloak as they are: such photos are written as
+the RGB image the cloak was made on, without their colour profile. Files that resolve outside the input folder
+(symlinks) are refused, not read. Lossy formats are re-encoded (JPEG with the original's quantisation tables and
+subsampling), which moves pixels everywhere by the codec's error; ``output_format="png"`` writes lossless PNG
+instead.
 With ``aligned=True`` each image is already a face crop: it is resized to the generator's input and the change
 resized back over the whole image.
 """
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from fawkes_eval.align import TEMPLATES, FaceAligner, load_photo
+from fawkes_eval.align import TEMPLATES, FaceAligner, PhotoError, load_photo, no_face_hint
 from fawkes_eval.data import IMAGE_SUFFIXES
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator
@@ -166,18 +169,19 @@ class _Prepared:
     seconds: float
 
 
-def _prepare(path: Path, relative: str, aligner: FaceAligner | None, config: FullPhotoConfig, size: int) -> _Prepared:
+def _prepare(path: Path, relative: str, root: Path, aligner: FaceAligner | None, config: FullPhotoConfig,
+             size: int) -> _Prepared:
     start = time.perf_counter()
     result = PhotoResult(relative, "cloaked")
     empty = np.zeros((0, 0, 3), np.uint8)
+    resolved = path.resolve()
     try:
-        with Image.open(path) as img:
-            mode = img.mode
-        if mode not in KEPT_MODES:
-            raise ValueError(f"image mode {mode} is not one that can be kept ({', '.join(KEPT_MODES)})")
+        if not resolved.is_relative_to(root):
+            raise PhotoError(f"{path}: refused: resolves to {resolved}, outside the input folder {root}")
         photo = load_photo(path)
     except (OSError, ValueError) as e:
-        result.status, result.reason = "error", f"{relative}: {e}"
+        # PhotoError names the full path; the report names files relative to the input folder
+        result.status, result.reason = "error", f"{relative}: {str(e).removeprefix(f'{path}: ')}"
         return _Prepared(result, path, empty, [], [], time.perf_counter() - start)
     if config.aligned:
         h, w = photo.shape[:2]
@@ -187,7 +191,8 @@ def _prepare(path: Path, relative: str, aligner: FaceAligner | None, config: Ful
         boxes = aligner.detect_faces(photo, config.min_face, relative)
         regions = [square_region(b, config.margin, photo.shape) for b in boxes]
         if not regions:
-            result.status, result.reason = "no-face", f"{relative}: no face of >= {config.min_face} px found"
+            hint = no_face_hint(photo)
+            result.status, result.reason = "no-face", f"{relative}: no face of >= {config.min_face} px found{hint}"
     crops = [crop_region(photo, r, size) for r in regions]
     return _Prepared(result, path, photo, regions, crops, time.perf_counter() - start)
 
@@ -207,14 +212,24 @@ def _save(prepared: _Prepared, cloaked: np.ndarray, inside_mask: np.ndarray, out
                 jpeg_options["subsampling"] = sampling
     rgb = to_stored_orientation(cloaked, orientation)
     mask = to_stored_orientation(inside_mask, orientation)
-    if mode == "RGB":
-        new = rgb
-    elif mode == "RGBA":
-        new = np.concatenate([rgb, stored[..., 3:]], axis=-1)
-    else:
+    if mode == "RGBA":
+        # the cloak was made on the photo composited on white (load_photo): the colour changes by the change over
+        # the opacity, so that the output composited on white is the cloaked photo (up to rounding and clipping)
+        change = rgb.astype(np.float32) - to_stored_orientation(prepared.photo, orientation)
+        opacity = stored[..., 3:].astype(np.float32) / 255.0
+        colour = stored[..., :3] + np.divide(change, opacity, out=np.zeros_like(change), where=opacity > 0)
+        new = np.concatenate([np.clip(np.rint(colour), 0, 255).astype(np.uint8), stored[..., 3:]], axis=-1)
+    elif mode == "L":
         new = np.asarray(Image.fromarray(rgb).convert("L"))
-    new = np.where(mask.reshape(mask.shape + (1,) * (new.ndim - 2)), new, stored)
-    options: dict[str, Any] = {k: info[k] for k in ("exif", "icc_profile", "dpi") if k in info}
+    else:
+        new = rgb
+    kept: tuple[str, ...] = ("exif", "dpi")
+    if mode in KEPT_MODES:
+        new = np.where(mask.reshape(mask.shape + (1,) * (new.ndim - 2)), new, stored)
+        kept += ("icc_profile",)
+    else:
+        mode = "RGB"  # outside the faces rgb already holds the original, as load_photo converted it
+    options: dict[str, Any] = {k: info[k] for k in kept if k in info}
     if fmt == "png":
         out_format = "PNG"
     else:
@@ -248,11 +263,12 @@ def cloak_folder(
     if not config.aligned and aligner is None:
         raise ValueError("cloak_folder needs a FaceAligner to detect faces (or aligned=True for pre-aligned crops)")
     size = TEMPLATES[generator.template].size
+    root = input_dir.resolve()
     files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     results: list[PhotoResult] = []
     for call, first in enumerate(range(0, len(files), config.photos_per_call)):
         chunk = files[first : first + config.photos_per_call]
-        prepared = [_prepare(p, p.relative_to(input_dir).as_posix(), aligner, config, size) for p in chunk]
+        prepared = [_prepare(p, p.relative_to(input_dir).as_posix(), root, aligner, config, size) for p in chunk]
         crops = [c for p in prepared for c in p.crops]
         out_faces: np.ndarray = np.zeros((0, size, size, 3), np.float32)
         per_face = 0.0
