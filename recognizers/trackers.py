@@ -35,21 +35,29 @@ class NearestNeighbor:
 
     name = "1nn"
 
+    queries_per_chunk = 256  # bounds the (queries x gallery) similarity matrix, whatever the dataset's size
+
     def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> None:
-        self._gallery = _l2_normalise(embeddings)
-        self._labels = np.asarray(labels)
-        self._classes = np.unique(self._labels)
+        # the gallery sorted by label, so that each class is one run of columns
+        by_label = np.argsort(np.asarray(labels), kind="stable")
+        self._gallery = _l2_normalise(embeddings)[by_label]
+        self._classes, self._starts = np.unique(np.asarray(labels)[by_label], return_index=True)
 
     def rank(self, embeddings: np.ndarray, k: int) -> np.ndarray:
         return self.rank_with_scores(embeddings, k)[0]
 
     def rank_with_scores(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k labels and each one's best cosine similarity to the query, both (N, k)."""
-        sims = _l2_normalise(embeddings) @ self._gallery.T
-        # best similarity per class, then classes by that score
-        per_class = np.stack([sims[:, self._labels == c].max(axis=1) for c in self._classes], axis=1)
-        order = np.argsort(-per_class, axis=1, kind="stable")[:, :k]
-        return self._classes[order], np.take_along_axis(per_class, order, axis=1)
+        queries = _l2_normalise(embeddings)
+        k = min(k, len(self._classes))
+        labels, scores = [np.zeros((0, k), self._classes.dtype)], [np.zeros((0, k))]
+        for first in range(0, len(queries), self.queries_per_chunk):
+            sims = queries[first : first + self.queries_per_chunk] @ self._gallery.T
+            per_class = np.maximum.reduceat(sims, self._starts, axis=1)  # best similarity per class
+            order = np.argsort(-per_class, axis=1, kind="stable")[:, :k]
+            labels.append(self._classes[order])
+            scores.append(np.take_along_axis(per_class, order, axis=1))
+        return np.concatenate(labels), np.concatenate(scores)
 
 
 @dataclass(frozen=True)

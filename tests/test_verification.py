@@ -51,17 +51,17 @@ def test_equal_error_rate_of_known_scores() -> None:
 
 @pytest.mark.slow
 def test_dlib_resnet_verification_is_plausible_and_a_cloak_dodges(lfw_root: Path, aligner: FaceAligner) -> None:
-    """Four folds, the first 100 same and 100 different pairs of each (about 1,500 photos)."""
+    """Four folds, the first 60 same and 60 different pairs of each (about 900 photos)."""
     pairs = read_pairs(lfw_root / "pairs.txt")
-    config = VerificationConfig(fars=(1e-2,), folds=(0, 1, 2, 3), pairs_per_fold=100, n_boot=500)
+    config = VerificationConfig(fars=(1e-2,), folds=(0, 1, 2, 3), pairs_per_fold=60, n_boot=500)
     extractor = EXTRACTORS.create("dlib-resnet")
     outcome = verify_clean(extractor, aligner, lfw_root / "images", pairs, config, seed=0)
-    assert outcome.n_pairs + outcome.n_skipped_pairs == 800
-    assert outcome.n_skipped_pairs <= 40
+    assert outcome.n_pairs + outcome.n_skipped_pairs == 480
+    assert outcome.n_skipped_pairs <= 24
     tar = outcome.tar[1e-2]
     assert tar.value >= 0.9, f"dlib-resnet TAR@FAR=1e-2 {tar}"
     assert tar.low <= tar.value <= tar.high and tar.n_groups == 4
-    assert outcome.held_out_far[1e-2] <= 0.04
+    assert outcome.held_out_far[1e-2] <= 0.05
     assert outcome.auc >= 0.97 and outcome.eer <= 0.08
 
     # dodging: a white-box cloak on enrolments of 8 same-person pairs, probed with clean photos
