@@ -283,14 +283,12 @@ def load_photo(path: Path) -> np.ndarray:
         raise PhotoError(f"{path}: cannot decode image ({e})") from None
 
 
-class PhotoFiles(Sequence[np.ndarray]):
-    """Photo files decoded on each access: a dataset of any size is never held in memory as pixels."""
+class LazyPhotos(Sequence[np.ndarray]):
+    """Photos made one at a time on access (decoded from a file, transformed, ...), so that a dataset of any size
+    is never held in memory as pixels. Subclasses give ``__len__`` and ``photo``."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
+    def photo(self, index: int) -> np.ndarray:
+        raise NotImplementedError
 
     @overload
     def __getitem__(self, index: int) -> np.ndarray: ...
@@ -299,8 +297,20 @@ class PhotoFiles(Sequence[np.ndarray]):
     def __getitem__(self, index: slice) -> list[np.ndarray]: ...
 
     def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
-        if isinstance(index, slice):
-            return [load_photo(Path(p)) for p in self.paths[index]]
+        positions = range(len(self))[index]  # also checks bounds and resolves negative indices
+        return [self.photo(i) for i in positions] if isinstance(positions, range) else self.photo(positions)
+
+
+class PhotoFiles(LazyPhotos):
+    """Photo files, decoded (``load_photo``) on each access."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def photo(self, index: int) -> np.ndarray:
         return load_photo(Path(self.paths[index]))
 
 

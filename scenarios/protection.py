@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import numpy as np
 
-from fawkes_eval.align import TEMPLATES, FaceAligner
+from fawkes_eval.align import TEMPLATES, FaceAligner, LazyPhotos
 from fawkes_eval.data import Split
 from fawkes_eval.metrics import RateCI, hierarchical_bootstrap, topk_hits
 from fawkes_eval.types import CloakGenerator, Countermeasure, DifferentiableExtractor, ExtractorInfo, FeatureExtractor, Tracker
@@ -228,7 +228,7 @@ class ProtectionScenario:
         return clean, dict(zip(order, cloaked_emb, strict=True))
 
 
-class Transformed(Sequence[np.ndarray]):
+class Transformed(LazyPhotos):
     """``photos`` through a countermeasure, one photo at a time on access (its output depends on the photo and
     the seed alone), so a transformed dataset is never held in memory."""
 
@@ -238,15 +238,7 @@ class Transformed(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return len(self.photos)
 
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
-
-    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
-        if isinstance(index, slice):
-            return self.transform.apply(list(self.photos[index]), self.seed)
+    def photo(self, index: int) -> np.ndarray:
         return self.transform.apply([self.photos[index]], self.seed)[0]
 
 
