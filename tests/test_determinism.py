@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / ".venv" / "bin" / "fawkes-eval"
 SEEDS = (0, 1)
-CLOAKS = ("noise:low", "noise:mid")
+CLOAKS = ("noise:low",)
 CAMPAIGN = f"""\
 study: determinism-test
 campaign: determinism
