@@ -52,6 +52,12 @@ def provenance_lines(rows: Sequence[ResultRow]) -> str:
         )
         if line not in seen:
             seen.append(line)
+    for m in models(rows):
+        seen.append(f"- victim {md_text(m['model'])} ({md_text(m['family'] or '?')}, license "
+                    f"{md_text(m['license'] or '?')}): {md_text(m['weights'] or 'no weight hashes recorded')}")
+    for env in environments(rows):
+        seen.append("- " + ", ".join(f"{k} {md_text(env[k])}" for k in ("fawkes_eval", "torch", "device", "git")
+                                     if k in env))
     return "\n".join(seen) + "\n"
 
 
