@@ -761,7 +761,6 @@ def summary_line(campaign: Campaign, outcome: CampaignOutcome) -> str:
             f"detectable face); elapsed: {outcome.seconds:.0f} s")
 
 
-
 def _read_left_out(results_dir: Path) -> list[dict[str, str]]:
     """The left-out files of an earlier run of this campaign (a rerun with nothing to do reports them too)."""
     path = results_dir / LEFT_OUT
@@ -853,6 +852,7 @@ def _write_results(campaign: Campaign, plan: CampaignPlan, rows: list[ResultRow]
 def _left_out_markdown(left_out: list[dict[str, str]]) -> str:
     if not left_out:
         return ""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
