@@ -13,7 +13,7 @@ import copy
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _rank_by_probability(model: Any, embeddings: np.ndarray, k: int) -> np.ndarray:
+    """Top-k labels of a fitted scikit-learn classifier, most probable first."""
+    proba = model.predict_proba(_l2_normalise(embeddings))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return np.asarray(model.classes_)[order]
 
 
 @TRACKERS.register("1nn")
@@ -82,9 +89,7 @@ class LogisticRegressionTracker:
         self._model.fit(_l2_normalise(embeddings), labels)
 
     def rank(self, embeddings: np.ndarray, k: int) -> np.ndarray:
-        proba = self._model.predict_proba(_l2_normalise(embeddings))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        return np.asarray(self._model.classes_)[order]
+        return _rank_by_probability(self._model, embeddings, k)
 
 
 UNKNOWN = -1  # the label a thresholded tracker answers when no identity is similar enough
@@ -122,9 +127,7 @@ class MlpTracker:
             self._model.fit(_l2_normalise(embeddings), labels)
 
     def rank(self, embeddings: np.ndarray, k: int) -> np.ndarray:
-        proba = self._model.predict_proba(_l2_normalise(embeddings))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        return np.asarray(self._model.classes_)[order]
+        return _rank_by_probability(self._model, embeddings, k)
 
 
 @runtime_checkable

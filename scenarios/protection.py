@@ -149,6 +149,9 @@ class ProtectionScenario:
         self.config = config or ProtectionConfig()
         self._cloaked: dict[tuple[str, str, int, tuple[str, ...]], tuple[dict[int, CloakedPhoto], float]] = {}
         self._embedders: dict[str, EmbeddingCache] = {}
+        # the untransformed dataset's embeddings per extractor: every cell with that victim reuses them, so the
+        # photos (read from disk on access) are decoded and hashed once per victim, not once per cell
+        self._as_is: dict[str, np.ndarray] = {}
 
     def cloak_users(
         self, generator: CloakGenerator, split: Split, protected: list[str], seed: int
@@ -218,10 +221,14 @@ class ProtectionScenario:
         order = sorted(cloaked)
         originals = [self.photos[i] for i in order]
         cloaked_photos = [cloaked[i].photo for i in order]
-        photos: Sequence[np.ndarray] = self.photos
-        if transform is not None:
-            photos, cloaked_photos = Transformed(self.photos, transform, seed), transform.apply(cloaked_photos, seed)
-        clean = cache.embed(photos, self.sources, None if transform is None else self.photos)
+        if transform is None:
+            name = cache.extractor.info.name
+            if name not in self._as_is:
+                self._as_is[name] = cache.embed(self.photos, self.sources)
+            clean = self._as_is[name]
+        else:
+            clean = cache.embed(Transformed(self.photos, transform, seed), self.sources, self.photos)
+            cloaked_photos = transform.apply(cloaked_photos, seed)
         if not order:
             return clean, {}
         cloaked_emb = cache.embed(cloaked_photos, [cloaked[i].source for i in order], originals)
