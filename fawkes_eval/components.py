@@ -99,6 +99,12 @@ def component_config(registry: Registry[Any], name: str, options: Mapping[str, A
         raise OptionError(f"{registry.kind} {name!r}: {e}") from None
 
 
+def create_component(registry: Registry[Any], spec: ComponentSpec, **given: Any) -> Any:
+    """A victim, tracker, countermeasure or scenario from its grid entry: options go into its declared config."""
+    config = component_config(registry, spec.name, spec.options_dict())
+    return registry.create(spec.name, **given, **({"config": config} if config is not None else {}))
+
+
 def requires(name: str) -> tuple[str, ...]:
     """What the cloak ``name`` is given besides its config (declared at registration)."""
     return tuple(CLOAKS.declared(name).get("requires", ()))
@@ -106,6 +112,11 @@ def requires(name: str) -> tuple[str, ...]:
 
 def uses_surrogates(name: str) -> bool:
     return "surrogates" in requires(name)
+
+
+def declared_by(generator: CloakGenerator) -> dict[str, Any]:
+    """What a generator object's registered name declared (nothing for a generator built outside the registry)."""
+    return CLOAKS.declared(generator.name) if generator.name in CLOAKS else {}
 
 
 def build_generator(

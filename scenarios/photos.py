@@ -7,12 +7,22 @@ as a third party would.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from fawkes_eval.align import AlignedFace, FaceAligner, NoFaceError, content_key, warp_crop_to_photo, warp_photo_to_crop
+from fawkes_eval.align import (
+    TEMPLATES,
+    AlignedFace,
+    FaceAligner,
+    NoFaceError,
+    content_key,
+    warp_crop_to_photo,
+    warp_photo_to_crop,
+)
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator, FeatureExtractor
 
@@ -33,10 +43,13 @@ def cloak_photos(
     photos: list[np.ndarray],
     sources: list[str],
     seed: int,
+    users: Sequence[str] | None = None,
 ) -> tuple[list[CloakedPhoto], float]:
-    """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds."""
+    """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds. ``users``: each
+    photo's user, for generators that declared ``per_user`` (a target per user)."""
     faces = [aligner.align(p, generator.template, s) for p, s in zip(photos, sources, strict=True)]
-    out = generator.cloak(np.stack([f.crop for f in faces]), seed=seed)
+    crops = np.stack([f.crop for f in faces])
+    out = generator.cloak(crops, seed, users=list(users)) if users is not None else generator.cloak(crops, seed=seed)  # type: ignore[call-arg]
     cloaked = []
     for photo, face, crop, d, source in zip(photos, faces, out.faces, out.dssim, sources, strict=True):
         delta = warp_crop_to_photo(crop - face.crop.astype(np.float32), face.matrix, photo.shape)
@@ -100,3 +113,39 @@ class EmbeddingCache:
     def _aligned_like(self, photo: np.ndarray, reference: AlignedFace) -> AlignedFace:
         crop = warp_photo_to_crop(photo, reference.matrix, reference.crop.shape[0])
         return AlignedFace(crop, reference.matrix, reference.box)
+
+
+def substitute_photos(
+    generator: Any, aligner: FaceAligner, photos: list[np.ndarray], sources: list[str]
+) -> tuple[list[CloakedPhoto | None], float]:
+    """For generators that declared ``whole_photos`` (cloaks made by another tool): each photo is replaced by its
+    cloaked copy as the tool wrote it (``generator.cloaked_photo_for``); None where the tool left no copy.
+    The crop measurements use the clean photo's alignment, so the tool's change is measured where the face is."""
+    start = time.perf_counter()
+    size = TEMPLATES[generator.template].size
+    out: list[CloakedPhoto | None] = []
+    for photo, source in zip(photos, sources, strict=True):
+        try:
+            cloaked = generator.cloaked_photo_for(photo, source)
+        except ValueError:
+            out.append(None)
+            continue
+        face = aligner.align(photo, generator.template, source)
+        crop = warp_photo_to_crop(cloaked, face.matrix, size).astype(np.float32)
+        out.append(CloakedPhoto(source, cloaked, face.crop, crop, image_metrics(face.crop, crop)["dssim"],
+                                image_metrics(photo, cloaked)))
+    return out, time.perf_counter() - start
+
+
+def cloak_metrics(cloaked: Sequence[CloakedPhoto], seconds: float) -> dict[str, float]:
+    """Perceptual cost and speed of a cloaking run, as every scenario that uploads cloaked photos reports them."""
+    if not cloaked:
+        return {"dssim": float("nan"), "photo_dssim": float("nan"), "psnr": float("nan"), "linf": float("nan"),
+                "sec_per_image": float("nan")}
+    return {
+        "dssim": float(np.mean([c.crop_dssim for c in cloaked])),
+        "photo_dssim": float(np.mean([c.photo_metrics["dssim"] for c in cloaked])),
+        "psnr": float(np.mean([c.photo_metrics["psnr"] for c in cloaked])),
+        "linf": float(np.max([c.photo_metrics["linf"] for c in cloaked])),
+        "sec_per_image": seconds / len(cloaked),
+    }
