@@ -143,7 +143,8 @@ def adaptive(args: argparse.Namespace) -> None:
 def verification(args: argparse.Namespace) -> None:
     """LFW pairs.txt per zoo extractor: TAR@FAR, AUC, EER on clean pairs, then the cloak's dodging rate."""
     from fawkes_eval.align import FaceAligner, default_cache_dir
-    from fawkes_eval.registry import CLOAKS, EXTRACTORS
+    from fawkes_eval.components import build_generator
+    from fawkes_eval.registry import EXTRACTORS
     from fawkes_eval.rooms import load_rooms
     from scenarios.verification import VerificationConfig, dodging_rate, read_pairs, select_pairs, verify_clean
 
@@ -153,7 +154,7 @@ def verification(args: argparse.Namespace) -> None:
     config = VerificationConfig(folds=tuple(range(args.folds)), pairs_per_fold=args.pairs_per_fold)
     aligner = FaceAligner(cache_dir=default_cache_dir())
     surrogate = EXTRACTORS.create(args.surrogates.split(",")[0])
-    generator = CLOAKS.create(args.cloak, surrogates=[surrogate])
+    generator = build_generator(args.cloak, surrogates=[surrogate])
     dodge_pairs = [p for p in select_pairs(pairs, config) if p.same][: args.dodging_pairs]
     print(f"| extractor | TAR@1e-2 [95% CI] | TAR@1e-3 [95% CI] | held-out FAR 1e-2 / 1e-3 | AUC | EER | "
           f"dodging@1e-2 ({args.cloak}) | clean reject@1e-2 | pairs (skipped) |")

@@ -165,8 +165,8 @@ class Campaign:
 
     def cells(self) -> list[Cell]:
         """Every cell, ordered so that cells sharing a cloaking run (dataset, seed, scenario, cloak, surrogates)
-        are adjacent. A cloak that declares no use of surrogates gets one surrogate-free cell, not one per set.
-        Needs the rooms registered (``fawkes_eval.rooms.load_rooms``)."""
+        are adjacent. A cloak that declares no use of surrogates gets one surrogate-free cell, not one per set
+        (what a cloak declares is read from the registries: call ``fawkes_eval.rooms.load_rooms()`` first)."""
         from fawkes_eval.components import uses_surrogates
 
         g = self.grid

@@ -126,11 +126,13 @@ def build_generator(
     surrogates: Sequence[FeatureExtractor] = (),
     template: str | None = None,
     aligner: Any = None,
+    device: str | None = None,
 ) -> CloakGenerator:
     """The cloak ``name`` with ``options``, given what it declared it requires.
 
-    ``surrogates``: for cloaks that optimise; ``template``: for controls (default: the first surrogate's, else
-    ``DEFAULT_TEMPLATE``); ``aligner``: for cloaks read from files (``external``)."""
+    ``surrogates``: for cloaks that optimise (and ``device``, their torch device; default CUDA when present);
+    ``template``: for controls (default: the first surrogate's, else ``DEFAULT_TEMPLATE``); ``aligner``: for cloaks
+    read from files (``external``)."""
     needs = requires(name)
     kwargs: dict[str, Any] = CLOAKS.mode_params(name)
     config = component_config(CLOAKS, name, options or {})
@@ -140,6 +142,8 @@ def build_generator(
         if not surrogates:
             raise OptionError(f"cloak {name!r} optimises against surrogates; none given")
         kwargs["surrogates"] = list(surrogates)
+        if device is not None:
+            kwargs["device"] = device
     if "template" in needs:
         kwargs["template"] = template or (surrogates[0].info.template if surrogates else DEFAULT_TEMPLATE)
     if "aligner" in needs:

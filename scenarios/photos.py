@@ -23,6 +23,7 @@ from fawkes_eval.align import (
     warp_crop_to_photo,
     warp_photo_to_crop,
 )
+from fawkes_eval.console import progress
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator, FeatureExtractor
 
@@ -85,7 +86,9 @@ class EmbeddingCache:
         template = self.extractor.info.template
         keys: list[str] = []
         pending: dict[str, np.ndarray] = {}  # content key -> aligned crop, not yet embedded
+        bar = progress(None, f"embedding with {self.extractor.info.name}", total=len(sources), unit="photo")
         for i, source in enumerate(sources):
+            bar.update(1)
             photo = photos[i]
             key = content_key(photo)
             keys.append(key)
@@ -102,6 +105,7 @@ class EmbeddingCache:
             if len(pending) >= batch_size:
                 self._embed(pending)
         self._embed(pending)
+        bar.close()
         return np.stack([self._store[k] for k in keys])
 
     def _embed(self, pending: dict[str, np.ndarray]) -> None:

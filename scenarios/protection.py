@@ -85,9 +85,10 @@ def evaluate_protection(
 ) -> ProtectionOutcome:
     """Run the protocol. ``clean``: (N, D) embeddings of every record (or any per-record array a tracker takes,
     such as aligned faces); ``cloaked``: record index -> embedding of its cloaked version, for every training
-    record of every protected user. ``queries``: what the tracker is queried with per record (default ``clean``;
-    differs when a countermeasure transforms queries). ``views``: further (clean, cloaked) training copies, e.g.
-    the same photos through augmentations (robust training); the tracker trains on all of them.
+    record of every protected user (a record missing from it is uploaded clean). ``queries``: what the tracker is
+    queried with per record (default ``clean``; differs when a countermeasure transforms queries). ``views``:
+    further (clean, cloaked) training copies, e.g. the same photos through augmentations (robust training); the
+    tracker trains on all of them.
 
     A ``CalibratedTracker`` (enroll-and-search) sets its threshold on the clean training embeddings, before any
     protected user's photos are replaced by cloaked ones."""
@@ -111,7 +112,7 @@ def evaluate_protection(
         for view_clean, view_cloaked in ((clean, cloaked), *views):
             x_view = view_clean[train_idx].copy()
             for i in user_train:
-                if i not in leaked:
+                if i not in leaked and i in view_cloaked:  # a photo another tool left without a copy stays clean
                     x_view[position[i]] = view_cloaked[i]
             x_views.append(x_view)
         tracker = make_tracker()

@@ -35,18 +35,13 @@ def add_parser(verbs: Any) -> None:
 
 
 def create_generator(spec: str, surrogate_names: tuple[str, ...], device: str | None) -> Any:
-    """A generator from the registry: surrogates for those that optimise, the surrogates' template for controls."""
-    import inspect
+    """A generator from the registry (``build_generator``): surrogates for those that optimise, the surrogates'
+    template for controls."""
+    from fawkes_eval.components import build_generator
+    from fawkes_eval.registry import EXTRACTORS
 
-    from fawkes_eval.registry import CLOAKS, EXTRACTORS
-
-    accepted = inspect.signature(CLOAKS.factory(spec)).parameters
     surrogates = [EXTRACTORS.create(name) for name in surrogate_names]
-    kwargs: dict[str, Any] = {"surrogates": surrogates} if "surrogates" in accepted else {
-        "template": surrogates[0].info.template}
-    if device is not None and "device" in accepted:
-        kwargs["device"] = device
-    return CLOAKS.create(spec, **kwargs)
+    return build_generator(spec, surrogates=surrogates, template=surrogates[0].info.template, device=device)
 
 
 def list_generators(surrogate_names: tuple[str, ...]) -> int:
