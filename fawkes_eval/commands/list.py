@@ -31,7 +31,7 @@ def _default(field: Any, preset: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fawkes_eval.components import config_fields
-    from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, REPORTS, SCENARIOS, TRACKERS
+    from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, REPORTS, SCENARIOS, TRACKERS, Registry
     from fawkes_eval.rooms import load_rooms
 
     load_rooms()
@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
         zoo.print_zoo()
         return 0
-    registry = {"cloaks": CLOAKS, "trackers": TRACKERS, "countermeasures": COUNTERMEASURES, "scenarios": SCENARIOS,
-                "reports": REPORTS}[args.kind]
+    registries: dict[str, Registry[Any]] = {"cloaks": CLOAKS, "trackers": TRACKERS, "countermeasures": COUNTERMEASURES,
+                                            "scenarios": SCENARIOS, "reports": REPORTS}
+    registry = registries[args.kind]
     bases = dict.fromkeys(name.split(":", 1)[0] for name in registry.names())
     for name in bases:
         print(f"{name}: {registry.summary(name)}")
