@@ -11,6 +11,7 @@ backoff for up to ``FAWKES_EVAL_TRACKING_PATIENCE_S`` seconds before it gives up
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -23,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -194,6 +195,25 @@ def environment() -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """For a local sqlite store, one process at a time creates its tables and the experiment (two campaign
+    processes starting together on a new store would otherwise both run MLflow's migrations and one fails)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class RunLogger:
     """The MLflow side of one study: the campaign's parent run and one child run per cell.
 
@@ -218,7 +238,8 @@ class RunLogger:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._retry(f"opening experiment {experiment!r}", lambda: self._experiment(experiment))
+        with _store_creation_lock(self.uri):  # the first touch of a new sqlite store creates its tables
+            self.experiment_id = self._retry(f"opening experiment {experiment!r}", lambda: self._experiment(experiment))
         _REACHED_URIS.add(self.uri)
 
     def _retry(self, step: str, attempt: Callable[[], T]) -> T:

@@ -212,10 +212,10 @@ def test_sweep_builds_a_campaign_over_every_strength_of_the_families() -> None:
     args = build_parser().parse_args(["sweep", "--data", "d", "--cloak", "fawkes-v1.0:mid", "--families", "jpeg,blur",
                                       "--side", "queries"])
     campaign = sweep_campaign(args)
-    assert campaign.grid.countermeasures == ("none", "jpeg:95", "jpeg:75", "jpeg:50", "jpeg:30", "jpeg:10",
-                                             "blur:0.5", "blur:1", "blur:2")
+    assert [e.label for e in campaign.grid.countermeasures] == ["none", "jpeg:95", "jpeg:75", "jpeg:50", "jpeg:30",
+                                                                "jpeg:10", "blur:0.5", "blur:1", "blur:2"]
     assert campaign.protocol.countermeasure_side == "queries"
-    assert campaign.grid.cloaks == ("fawkes-v1.0:mid",) and campaign.protected.count == 3
+    assert [e.label for e in campaign.grid.cloaks] == ["fawkes-v1.0:mid"] and campaign.protected.count == 3
 
 
 @pytest.mark.slow
