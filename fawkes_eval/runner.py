@@ -55,7 +55,7 @@ class AuditConfig:
     subset: str | None = None
     protected_users: tuple[str, ...] = ()  # empty: choose n_protected at random with the seed
     n_protected: int = 2
-    cloaks: tuple[str, ...] = ("fawkes-v1.0:low", "fawkes-v1.0:mid", "fawkes-v1.0:high", "noise:high")
+    cloaks: tuple[str, ...] = ("none", "fawkes-v1.0:low", "fawkes-v1.0:mid", "fawkes-v1.0:high", "noise:high")
     surrogates: tuple[str, ...] = ("dlib-resnet-torch",)
     victims: tuple[str, ...] = ("dlib-resnet", "mobileface", "hse-faceres")
     trackers: tuple[str, ...] = ("1nn", "logreg")

@@ -243,3 +243,16 @@ def test_array_store_verifies_what_it_reads(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="object arrays"):
         store.put("ef" * 32, {"x": np.array([object()], dtype=object)})
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporary files behind
+
+
+def test_list_verb_shows_every_registry_with_modes_options_and_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "cloaks"]) == 0
+    out = capsys.readouterr().out
+    assert "none: Clean baseline" in out and "fawkes-v1.0:low, fawkes-v1.0:mid, fawkes-v1.0:high" in out
+    assert "steps (set by the mode)" in out and "clean_dir (required)" in out and "declares: whole_photos" in out
+    assert main(["list", "scenarios"]) == 0
+    assert "protection: Fawkes' protection protocol" in capsys.readouterr().out
+    assert main(["list", "countermeasures"]) == 0
+    assert "jpeg:95, jpeg:75, jpeg:50, jpeg:30, jpeg:10" in capsys.readouterr().out
+    assert main(["list", "reports"]) == 0
+    assert "file: report.html" in capsys.readouterr().out
