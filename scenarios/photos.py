@@ -1,18 +1,22 @@
 """Photos in, photos out: cloak the aligned face and merge the change back; embed photos for a victim.
 
 The cloak works on the crop of its own template; the change is warped back into the photo, which is then
-saved as 8-bit pixels, as a user would upload it. Each victim detects and aligns the (cloaked) photo itself,
-as a third party would.
+rounded to 8-bit pixels, as a user would upload it. This is the ``aligned`` merge of the ``cloak`` verb, made
+by the same code (``attacks.full_photo.cloak_and_merge``); here only the face nearest the photo's centre (the
+one LFW labels) is cloaked. A generator that serves whole photos made by another tool (``external``:
+``cloaked_photo_for``) gives its files as they are, read back from disk. Each victim detects and aligns the
+(cloaked) photo itself, as a third party would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fawkes_eval.align import AlignedFace, FaceAligner, NoFaceError, content_key, warp_crop_to_photo, warp_photo_to_crop
+from attacks.full_photo import aligned_face, cloak_and_merge
+from fawkes_eval.align import AlignedFace, FaceAligner, NoFaceError, content_key, warp_photo_to_crop
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator, FeatureExtractor
 
@@ -22,7 +26,7 @@ class CloakedPhoto:
     source: str
     photo: np.ndarray  # uint8 cloaked photo, same size as the original
     crop_clean: np.ndarray  # uint8 aligned crop at the generator's template
-    crop_cloaked: np.ndarray  # float32 crop as the generator produced it
+    crop_cloaked: np.ndarray  # float32 crop as the generator produced it (external: the file's, cropped)
     crop_dssim: float  # measured by the generator on its crop
     photo_metrics: dict[str, float]  # dssim, ssim, psnr, linf, l2 on the full photo after 8-bit rounding
 
@@ -36,13 +40,13 @@ def cloak_photos(
 ) -> tuple[list[CloakedPhoto], float]:
     """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds."""
     faces = [aligner.align(p, generator.template, s) for p, s in zip(photos, sources, strict=True)]
-    out = generator.cloak(np.stack([f.crop for f in faces]), seed=seed)
+    merged, seconds = cloak_and_merge(generator, photos, [[aligned_face(f)] for f in faces], seed)
+    whole_photo: Callable[[np.ndarray, str], np.ndarray] | None = getattr(generator, "cloaked_photo_for", None)
     cloaked = []
-    for photo, face, crop, d, source in zip(photos, faces, out.faces, out.dssim, sources, strict=True):
-        delta = warp_crop_to_photo(crop - face.crop.astype(np.float32), face.matrix, photo.shape)
-        merged = np.clip(np.rint(photo.astype(np.float32) + delta), 0, 255).astype(np.uint8)
-        cloaked.append(CloakedPhoto(source, merged, face.crop, crop, float(d), image_metrics(photo, merged)))
-    return cloaked, out.seconds
+    for photo, face, m, source in zip(photos, faces, merged, sources, strict=True):
+        out = m.photo if whole_photo is None else whole_photo(photo, source)
+        cloaked.append(CloakedPhoto(source, out, face.crop, m.faces[0], float(m.dssim[0]), image_metrics(photo, out)))
+    return cloaked, seconds
 
 
 class EmbeddingCache:
