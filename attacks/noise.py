@@ -36,6 +36,10 @@ class NoiseConfig:
                 raise ValueError(f"NoiseConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
 
+# each mode's target: the DSSIM budget of the Fawkes v1.0 mode of the same name
+NOISE_MODES: dict[str, NoiseConfig] = {mode: NoiseConfig(target_dssim=c.th) for mode, c in FAWKES_V1_MODES.items()}
+
+
 class NoiseCloak:
     """Random-noise control at the DSSIM budget of a Fawkes v1.0 mode.
 
@@ -60,13 +64,13 @@ class NoiseCloak:
         self.template = template
         self.mode = mode
         self.name = f"noise:{mode}"
-        self.config = config if config is not None else NoiseConfig(target_dssim=FAWKES_V1_MODES[mode].th)
+        self.config = config if config is not None else NOISE_MODES[mode]
 
     def params(self) -> dict[str, object]:
         return {
             **asdict(self.config),
             "mode": self.mode,
-            "preset": self.config == NoiseConfig(target_dssim=FAWKES_V1_MODES[self.mode].th),
+            "preset": self.config == NOISE_MODES[self.mode],
             "template": self.template,
         }
 

@@ -26,6 +26,7 @@ class _Entry(Generic[T]):
     target: Callable[..., T] | str
     summary: str = ""
     modes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    declared: dict[str, Any] = field(default_factory=dict)  # what the component needs and offers (see ``declared``)
 
 
 class Registry(Generic[T]):
@@ -40,21 +41,25 @@ class Registry(Generic[T]):
         self._entries: dict[str, _Entry[T]] = {}
 
     def register(
-        self, name: str, *, summary: str = "", modes: dict[str, dict[str, Any]] | None = None
+        self, name: str, *, summary: str = "", modes: dict[str, dict[str, Any]] | None = None, **declared: Any
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator. ``declared``: what the component needs or offers, readable without creating it (as ART's
+        estimator requirements), e.g. ``requires=("surrogates",)`` for a cloak."""
+
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
-            self._add(name, _Entry(factory, summary or _first_line(factory.__doc__), modes or {}))
+            self._add(name, _Entry(factory, summary or _first_line(factory.__doc__), modes or {}, declared))
             return factory
 
         return decorator
 
     def register_lazy(
-        self, name: str, target: str, *, summary: str = "", modes: dict[str, dict[str, Any]] | None = None
+        self, name: str, target: str, *, summary: str = "", modes: dict[str, dict[str, Any]] | None = None,
+        **declared: Any,
     ) -> None:
-        """Register ``"package.module:attr"`` without importing it."""
+        """Register ``"package.module:attr"`` without importing it (``declared`` as in ``register``)."""
         if ":" not in target:
             raise ValueError(f"lazy target must look like 'module:attr', got {target!r}")
-        self._add(name, _Entry(target, summary, modes or {}))
+        self._add(name, _Entry(target, summary, modes or {}, declared))
 
     def _add(self, name: str, entry: _Entry[T]) -> None:
         if name in self._entries:
@@ -71,6 +76,13 @@ class Registry(Generic[T]):
     def summary(self, name: str) -> str:
         return self._entry(name.split(":", 1)[0]).summary
 
+    def declared(self, spec: str) -> dict[str, Any]:
+        """What ``spec``'s component declared at registration (``requires``, ...), without importing it."""
+        return dict(self._entry(spec.split(":", 1)[0]).declared)
+
+    def modes(self, name: str) -> list[str]:
+        return list(self._entry(name.split(":", 1)[0]).modes)
+
     def mode_params(self, spec: str) -> dict[str, Any]:
         base, _, mode = spec.partition(":")
         entry = self._entry(base)
@@ -85,8 +97,7 @@ class Registry(Generic[T]):
     def factory(self, name: str) -> Callable[..., T]:
         entry = self._entry(name.split(":", 1)[0])
         if isinstance(entry.target, str):
-            module_name, attr = entry.target.split(":", 1)
-            entry.target = getattr(importlib.import_module(module_name), attr)
+            entry.target = load_target(entry.target)
             if not entry.summary:
                 entry.summary = _first_line(entry.target.__doc__)
         assert not isinstance(entry.target, str)
@@ -107,6 +118,12 @@ class Registry(Generic[T]):
             raise UnknownComponentError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._entries)) or 'none'}"
             ) from None
+
+
+def load_target(target: str) -> Any:
+    """The object a ``"package.module:attr"`` string names (imports the module)."""
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _first_line(doc: str | None) -> str:

