@@ -1,12 +1,13 @@
 # Two entry points, each self-sufficient on a fresh machine with Python 3.11:
 #   make demo   creates or reuses .venv, installs, runs the offline demo
 #   make test   creates or reuses .venv, installs, runs ruff, mypy and the test suite
+#   make test-fast  the same without the tests marked slow (the edit-test loop; CI runs everything)
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint
+.PHONY: demo test test-fast install lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,3 +27,6 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q -ra
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -ra -m "not slow"

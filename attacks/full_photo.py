@@ -225,20 +225,29 @@ class MergedPhoto:
 
 
 def cloak_and_merge(
-    generator: CloakGenerator, photos: Sequence[np.ndarray], faces: Sequence[Sequence[PlacedFace]], seed: int
+    generator: CloakGenerator,
+    photos: Sequence[np.ndarray],
+    faces: Sequence[Sequence[PlacedFace]],
+    seed: int,
+    users: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[MergedPhoto], float]:
     """Cloak the faces of photos and merge each change back: one generator call with ``seed`` for every face of
     every photo; returns one ``MergedPhoto`` per photo (a photo without faces comes back unchanged) and the
-    generator's seconds. The one implementation behind the ``cloak`` verb and the campaigns' photos."""
-    if len(photos) != len(faces):
-        raise ValueError(f"cloak_and_merge: {len(photos)} photos but {len(faces)} lists of faces")
+    generator's seconds. ``users``: each face's user, per photo, for generators that declared ``per_user``.
+    The one implementation behind the ``cloak`` verb and the campaigns' photos."""
+    if len(photos) != len(faces) or (users is not None and [len(u) for u in users] != [len(f) for f in faces]):
+        raise ValueError(f"cloak_and_merge: {len(photos)} photos, {len(faces)} lists of faces"
+                         + ("" if users is None else f", {len(users)} lists of users, not one per face"))  # fmt: skip
     size = TEMPLATES[generator.template].size
     crops = [f.crop for placed in faces for f in placed]
     out_faces = np.zeros((0, size, size, 3), np.float32)
     out_dssim = np.zeros((0,), np.float32)
     seconds = 0.0
     if crops:
-        out = generator.cloak(np.stack(crops), seed=seed)
+        if users is None:
+            out = generator.cloak(np.stack(crops), seed=seed)
+        else:
+            out = generator.cloak(np.stack(crops), seed, users=[u for per in users for u in per])  # type: ignore[call-arg]
         out_faces, out_dssim, seconds = out.faces, np.asarray(out.dssim), out.seconds
     merged: list[MergedPhoto] = []
     position = 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import platform
 import tempfile
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 
 from fawkes_eval.align import TEMPLATES, FaceAligner, default_cache_dir, load_photo, warp_crop_to_photo
+from fawkes_eval.components import build_generator, declared_by
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.registry import CLOAKS, EXTRACTORS
 from fawkes_eval.rooms import load_rooms
@@ -84,15 +84,10 @@ def main() -> None:
     mobileface = EXTRACTORS.create("mobileface")
     ensemble = [mobileface, EXTRACTORS.create("hse-faceres")]
 
-    from attacks.fawkes_v03 import TargetPool
     from attacks.surrogates import SurrogateSet
 
-    pool_cache: dict[str, TargetPool] = {}
-
-    def pool_for(template: str) -> TargetPool:
-        if template not in pool_cache:
-            pool_cache[template] = TargetPool.from_dataset(str(args.lfw / "images"), str(pool_subset), template, aligner)
-        return pool_cache[template]
+    # targeted cloaks draw their targets from LFW identities outside the benchmark's users
+    pool_options = {"pool_root": str(args.lfw / "images"), "pool_subset": str(pool_subset)}
 
     def unseen_distance(model: Any, cloaked_photos: list[np.ndarray]) -> float:
         template = model.info.template
@@ -114,7 +109,6 @@ def main() -> None:
             aligner.align(p, template, rel) for p, rel in zip(photos, chosen, strict=True)]
         faces = np.stack([f.crop for f in aligned])
         note = ""
-        kwargs: dict[str, Any] = {}
         if spec.startswith("external"):
             if external_source is None:
                 continue
@@ -122,19 +116,15 @@ def main() -> None:
             for i, (photo, cloaked) in enumerate(zip(photos, external_source[0], strict=True)):
                 Image.fromarray(photo).save(clean_dir / f"{i:02d}.png")
                 Image.fromarray(cloaked).save(cloaked_dir / f"{i:02d}.png")
-            generator = CLOAKS.create(spec, template=template, clean_dir=str(clean_dir), cloaked_dir=str(cloaked_dir),
-                                      tool=f"{external_source[1]} via PNG files", aligner=aligner)
+            generator = build_generator(spec, {"clean_dir": str(clean_dir), "cloaked_dir": str(cloaked_dir),
+                                               "tool": f"{external_source[1]} via PNG files"},
+                                        template=template, aligner=aligner)
             note = f"files written by {external_source[1]}"
         else:
-            accepted = inspect.signature(CLOAKS.factory(spec)).parameters
-            if "surrogates" in accepted:
-                kwargs["surrogates"] = surrogates
-            else:
-                kwargs["template"] = template
-            if "pool" in accepted:
-                kwargs["pool"] = pool_for(template)
-            generator, note = _capped(CLOAKS.create(spec, **kwargs), args.max_steps)
-        call_kwargs = {"users": users} if "users" in inspect.signature(generator.cloak).parameters else {}
+            options = pool_options if CLOAKS.declared(spec).get("per_user") else {}
+            generator, note = _capped(build_generator(spec, options, surrogates=surrogates, template=template),
+                                      args.max_steps)
+        call_kwargs = {"users": users} if declared_by(generator).get("per_user") else {}
         out = generator.cloak(faces, seed=args.seed, **call_kwargs)
         metrics = [image_metrics(c, o) for c, o in zip(faces, out.faces, strict=True)]
         cloaked_photos = [

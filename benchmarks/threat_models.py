@@ -42,12 +42,12 @@ def lfw_images() -> Path:
 
 def campaign(name: str, cloak: str, surrogates: tuple[tuple[str, ...], ...], victims: tuple[str, ...],
              trackers: tuple[str, ...], args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from fawkes_eval.campaign import Campaign, DatasetSpec, GridSpec, ProtectedSpec
+    from fawkes_eval.campaign import Campaign, DatasetSpec, GridSpec, ProtectedSpec, entries
 
     return Campaign(
         study="fawkes-eval-threat-models", name=name,
         datasets=(DatasetSpec(PROTOCOL.stem, lfw_images(), PROTOCOL),),
-        grid=GridSpec((cloak,), surrogates, victims, trackers, seeds=(args.seed,)),
+        grid=GridSpec(entries(cloak), surrogates, entries(*victims), entries(*trackers), seeds=(args.seed,)),
         protected=ProtectedSpec((), args.n_protected),
     )
 
@@ -77,22 +77,23 @@ def matrix(args: argparse.Namespace) -> None:
 def adaptive(args: argparse.Namespace) -> None:
     """FaceCure's robust-feature attack: PSR with the victim before and after adapting it to the cloak."""
     from fawkes_eval.align import default_cache_dir, load_photo
+    from fawkes_eval.components import build_generator
     from fawkes_eval.data import load_dataset
     from fawkes_eval.metrics import paired_difference
     from fawkes_eval.registry import TRACKERS
-    from fawkes_eval.runner import RunContext, Workspace
+    from fawkes_eval.workspace import CachedCloak, RunContext, Workspace
     from recognizers.trackers import FineTuneConfig
     from scenarios.adaptive import AdaptiveConfig, adapt_extractor, adapt_to_cloak
     from scenarios.photos import EmbeddingCache
-    from scenarios.protection import AlignedFaces
+    from scenarios.protection import AlignedFaces, ProtectionBench
 
     victim_name = args.surrogates.split(",")[0]  # white-box: the tracker adapts the cloak's own surrogate network
     spec = campaign("adaptive", args.cloak, ((victim_name,),), (victim_name,), ("1nn", "logreg"), args)
     with tempfile.TemporaryDirectory() as results:
         ws = Workspace(RunContext(spec, ("dlib-150",), default_cache_dir().resolve(), Path(results), "", ""),
                        sys.stderr)
-        generator = ws.generator(args.cloak, (victim_name,))
         victim = ws.model(victim_name)
+        generator = CachedCloak(build_generator(args.cloak, surrogates=[victim]), ws.cloak_store, [victim])
 
         public = load_dataset(lfw_images(), PUBLIC)
         ws.say(f"cloaking {len(public.records)} photos of {len(public.identities)} public identities ...")
@@ -113,7 +114,7 @@ def adaptive(args: argparse.Namespace) -> None:
         data = ws.prepared(PROTOCOL.stem)
         split = data.split(args.seed, 0.7)
         protected = data.protected(spec.protected, args.seed)
-        scenario = ws.scenario(PROTOCOL.stem, (victim_name,), 0.0)
+        scenario = ProtectionBench(data.photos, data.sources, data.identities, ws.aligner)
         ws.say(f"cloaking the protected users {', '.join(protected)} ...")
         cloaked, _ = scenario.cloak_users(generator, split, protected, args.seed)
 
@@ -142,7 +143,8 @@ def adaptive(args: argparse.Namespace) -> None:
 def verification(args: argparse.Namespace) -> None:
     """LFW pairs.txt per zoo extractor: TAR@FAR, AUC, EER on clean pairs, then the cloak's dodging rate."""
     from fawkes_eval.align import FaceAligner, default_cache_dir
-    from fawkes_eval.registry import CLOAKS, EXTRACTORS
+    from fawkes_eval.components import build_generator
+    from fawkes_eval.registry import EXTRACTORS
     from fawkes_eval.rooms import load_rooms
     from scenarios.verification import VerificationConfig, dodging_rate, read_pairs, select_pairs, verify_clean
 
@@ -152,7 +154,7 @@ def verification(args: argparse.Namespace) -> None:
     config = VerificationConfig(folds=tuple(range(args.folds)), pairs_per_fold=args.pairs_per_fold)
     aligner = FaceAligner(cache_dir=default_cache_dir())
     surrogate = EXTRACTORS.create(args.surrogates.split(",")[0])
-    generator = CLOAKS.create(args.cloak, surrogates=[surrogate])
+    generator = build_generator(args.cloak, surrogates=[surrogate])
     dodge_pairs = [p for p in select_pairs(pairs, config) if p.same][: args.dodging_pairs]
     print(f"| extractor | TAR@1e-2 [95% CI] | TAR@1e-3 [95% CI] | held-out FAR 1e-2 / 1e-3 | AUC | EER | "
           f"dodging@1e-2 ({args.cloak}) | clean reject@1e-2 | pairs (skipped) |")

@@ -1,8 +1,13 @@
 """Campaign files: YAML in, a validated grid of cells out.
 
-A campaign names its study (the MLflow experiment), the datasets and protected users, a grid of cloaks x
-surrogate sets x victims x trackers x countermeasures x leak ratios x seeds, the protocol's parameters and where
-outputs go. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything
+A campaign names its study (the MLflow experiment), the datasets and protected users, a grid of scenarios x
+cloaks x surrogate sets x victims x trackers x countermeasures x leak ratios x seeds, the protocol's parameters
+and where outputs go. Every entry of the scenarios, cloaks, victims, trackers and countermeasures axes is a
+registered name (``fawkes-v1.0:mid``) or a mapping of a name and options (``{name: fawkes-v1.0:mid, steps:
+100}``); options are the fields of the component's config and are checked by ``check_components``. A string
+option written ``ROOT:path`` is a confined path like any other (``{name: external, clean_dir: "data:clean",
+cloaked_dir: "data:cloaked"}``). Cloaks that use no surrogate (noise, none, external) are not crossed with the
+surrogate sets. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything
 it does not understand with ``FILE:LINE: field: reason``. ``check_components`` then checks every component name
 against the registries (after ``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
 
@@ -20,7 +25,8 @@ Example (see ``campaigns/`` for complete ones)::
       - {name: lfw-sample, root: "bundled:lfw_sample"}
     protected: {count: 2}
     grid:
-      cloaks: [fawkes-v1.0:low, noise:low]
+      scenarios: [protection]
+      cloaks: [none, fawkes-v1.0:low, {name: fawkes-v1.0:mid, steps: 100}, noise:low]
       surrogates: [dlib-resnet-torch]
       victims: [dlib-resnet, mobileface]
       trackers: [1nn, logreg]
@@ -37,13 +43,14 @@ from typing import Any, NoReturn
 
 import yaml
 
+from fawkes_eval.components import ComponentSpec, OptionError, component_config
 from fawkes_eval.results import config_hash
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "demo_data"
 NO_COUNTERMEASURE = "none"
 COUNTERMEASURE_SIDES = ("uploads", "queries", "both")
-SUPPORTED_SCENARIOS = ("protection",)
-OUTPUT_REPORTS = ("markdown", "html")
+DEFAULT_SCENARIO = "protection"
+DEFAULT_REPORTS = ("markdown", "html")  # report formats: REPORTS entries that declare the file they write
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -68,24 +75,29 @@ class ProtectedSpec:
     count: int = 2
 
 
+def entries(*names: str) -> tuple[ComponentSpec, ...]:
+    """Grid entries without options, for campaigns built in code."""
+    return tuple(ComponentSpec(n) for n in names)
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """The axes of the grid; every combination is one cell."""
 
-    cloaks: tuple[str, ...]
+    cloaks: tuple[ComponentSpec, ...]
     surrogates: tuple[tuple[str, ...], ...]  # each entry is one surrogate set a cloak optimises against
-    victims: tuple[str, ...]
-    trackers: tuple[str, ...]
-    countermeasures: tuple[str, ...] = (NO_COUNTERMEASURE,)
+    victims: tuple[ComponentSpec, ...]
+    trackers: tuple[ComponentSpec, ...]
+    countermeasures: tuple[ComponentSpec, ...] = (ComponentSpec(NO_COUNTERMEASURE),)
     leak_ratios: tuple[float, ...] = (0.0,)
     seeds: tuple[int, ...] = (0,)
+    scenarios: tuple[ComponentSpec, ...] = (ComponentSpec(DEFAULT_SCENARIO),)
 
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """Parameters of the protection protocol shared by every cell."""
+    """Parameters every cell's scenario shares (the scenarios themselves are a grid axis)."""
 
-    scenario: str = "protection"
     train_fraction: float = 0.7
     n_boot: int = 2000
     topk: int = 5
@@ -104,27 +116,32 @@ class UserModelEntry:
 @dataclass(frozen=True)
 class OutputSpec:
     dir: Path = Path("fawkes-eval-out")  # results land in dir/<campaign name>/
-    reports: tuple[str, ...] = OUTPUT_REPORTS
+    reports: tuple[str, ...] = DEFAULT_REPORTS
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the grid: the components of one result row."""
+    """One point of the grid: the components of one result row (``surrogates`` is empty for a cloak that uses
+    none)."""
 
     dataset: str
-    cloak: str
+    scenario: ComponentSpec
+    cloak: ComponentSpec
     surrogates: tuple[str, ...]
-    victim: str
-    tracker: str
-    countermeasure: str
+    victim: ComponentSpec
+    tracker: ComponentSpec
+    countermeasure: ComponentSpec
     leak_ratio: float
     seed: int
 
     @property
     def label(self) -> str:
-        parts = [self.dataset, self.cloak, self.victim, self.tracker]
-        if self.countermeasure != NO_COUNTERMEASURE:
-            parts.append(self.countermeasure)
+        parts = [self.dataset, self.scenario.label, self.cloak.label]
+        if self.surrogates:
+            parts.append("via " + ",".join(self.surrogates))
+        parts += [self.victim.label, self.tracker.label]
+        if self.countermeasure.name != NO_COUNTERMEASURE:
+            parts.append(self.countermeasure.label)
         if self.leak_ratio:
             parts.append(f"leak {self.leak_ratio:g}")
         return " / ".join(parts) + f" / seed {self.seed}"
@@ -147,14 +164,20 @@ class Campaign:
     locations: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def cells(self) -> list[Cell]:
-        """Every cell, ordered so that cells sharing a cloaking run (dataset, seed, cloak, surrogates) are adjacent."""
+        """Every cell, ordered so that cells sharing a cloaking run (dataset, seed, scenario, cloak, surrogates)
+        are adjacent. A cloak that declares no use of surrogates gets one surrogate-free cell, not one per set
+        (what a cloak declares is read from the registries: call ``fawkes_eval.rooms.load_rooms()`` first)."""
+        from fawkes_eval.components import uses_surrogates
+
         g = self.grid
-        return [
-            Cell(d.name, cloak, surrogates, victim, tracker, cm, leak, seed)
-            for d, seed, cloak, surrogates, victim, tracker, cm, leak in itertools.product(
-                self.datasets, g.seeds, g.cloaks, g.surrogates, g.victims, g.trackers, g.countermeasures, g.leak_ratios
-            )
-        ]
+        cells: list[Cell] = []
+        for d, seed, scenario, cloak in itertools.product(self.datasets, g.seeds, g.scenarios, g.cloaks):
+            surrogate_sets = g.surrogates if uses_surrogates(cloak.name) else ((),)
+            for surrogates, victim, tracker, cm, leak in itertools.product(
+                surrogate_sets, g.victims, g.trackers, g.countermeasures, g.leak_ratios
+            ):
+                cells.append(Cell(d.name, scenario, cloak, surrogates, victim, tracker, cm, leak, seed))
+        return cells
 
     def dataset(self, name: str) -> DatasetSpec:
         return next(d for d in self.datasets if d.name == name)
@@ -327,7 +350,7 @@ def _parse(data: Any, r: _Reader) -> Campaign:
         study=r.string(top.get("study", "fawkes-eval"), ("study",)),
         name=r.string(top["campaign"], ("campaign",), _NAME),
         datasets=datasets,
-        grid=_parse_grid(top["grid"], r),
+        grid=_parse_grid(top["grid"], top.get("protocol"), r, roots),
         protected=_parse_protected(top.get("protected"), r),
         protocol=_parse_protocol(top.get("protocol"), r),
         outputs=_parse_outputs(top.get("outputs"), r),
@@ -403,9 +426,37 @@ def _parse_protected(value: Any, r: _Reader) -> ProtectedSpec:
     return ProtectedSpec(count=r.integer(p.get("count", 2), ("protected", "count"), 1))
 
 
-def _parse_grid(value: Any, r: _Reader) -> GridSpec:
+def _parse_entry(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dict[str, Path]) -> ComponentSpec:
+    """A name, or a mapping ``{name: ..., option: value, ...}``; ``ROOT:path`` strings become confined paths."""
+    if isinstance(value, str):
+        return ComponentSpec(r.string(value, path))
+    if not isinstance(value, dict) or "name" not in value:
+        r.fail(path, f"expected a name or a mapping with 'name' and options, got {_kind(value)}")
+    options: dict[str, Any] = {}
+    for key, option in value.items():
+        if key == "name":
+            continue
+        if not isinstance(key, str) or not key.isidentifier():
+            r.fail((*path, str(key)), "an option name must be an identifier (a config field of the component)")
+        if isinstance(option, str) and option.partition(":")[0] in roots and option.partition(":")[1]:
+            option = str(_confined_path(option, (*path, key), r, roots))
+        options[key] = option
+    return ComponentSpec.of(r.string(value["name"], (*path, "name")), options)
+
+
+def _parse_entries(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dict[str, Path]) -> tuple[ComponentSpec, ...]:
+    """A non-empty list of entries; a single entry counts as a list of one."""
+    items = [value] if isinstance(value, str | dict) else value
+    if not isinstance(items, list) or not items:
+        r.fail(path, f"expected a non-empty list of names or mappings, got {_kind(value)}")
+    out = tuple(_parse_entry(v, (*path, i), r, roots) for i, v in enumerate(items))
+    r.unique(tuple(e.label for e in out), path)
+    return out
+
+
+def _parse_grid(value: Any, protocol: Any, r: _Reader, roots: dict[str, Path]) -> GridSpec:
     axes = ("cloaks", "surrogates", "victims", "trackers")
-    g = r.mapping(value, ("grid",), axes, ("countermeasures", "leak_ratios", "seeds"))
+    g = r.mapping(value, ("grid",), axes, ("scenarios", "countermeasures", "leak_ratios", "seeds"))
     surrogates_value = g["surrogates"]
     if not isinstance(surrogates_value, list) or not surrogates_value:
         r.fail(("grid", "surrogates"), f"expected a non-empty list of surrogate sets, got {_kind(surrogates_value)}")
@@ -421,14 +472,23 @@ def _parse_grid(value: Any, r: _Reader) -> GridSpec:
         r.fail(("grid", "seeds"), f"expected a non-empty list of integers, got {_kind(seed_values)}")
     seeds = tuple(r.integer(v, ("grid", "seeds", i), 0) for i, v in enumerate(seed_values))
     r.unique(seeds, ("grid", "seeds"))
+    # protocol.scenario: the one-scenario spelling of grid.scenarios, kept as an alias
+    alias = protocol.get("scenario") if isinstance(protocol, dict) else None
+    if alias is not None and "scenarios" in g:
+        r.fail(("protocol", "scenario"), "give grid.scenarios or protocol.scenario (its alias), not both")
+    scenarios = (_parse_entries(g["scenarios"], ("grid", "scenarios"), r, roots) if "scenarios" in g else
+                 (_parse_entry(alias, ("protocol", "scenario"), r, roots),) if alias is not None else
+                 (ComponentSpec(DEFAULT_SCENARIO),))
     return GridSpec(
-        cloaks=r.strings(g["cloaks"], ("grid", "cloaks")),
+        cloaks=_parse_entries(g["cloaks"], ("grid", "cloaks"), r, roots),
         surrogates=surrogate_sets,
-        victims=r.strings(g["victims"], ("grid", "victims")),
-        trackers=r.strings(g["trackers"], ("grid", "trackers")),
-        countermeasures=r.strings(g.get("countermeasures", [NO_COUNTERMEASURE]), ("grid", "countermeasures")),
+        victims=_parse_entries(g["victims"], ("grid", "victims"), r, roots),
+        trackers=_parse_entries(g["trackers"], ("grid", "trackers"), r, roots),
+        countermeasures=_parse_entries(g.get("countermeasures", [NO_COUNTERMEASURE]), ("grid", "countermeasures"), r,
+                                       roots),
         leak_ratios=leaks,
         seeds=seeds,
+        scenarios=scenarios,
     )
 
 
@@ -440,11 +500,7 @@ def _parse_protocol(value: Any, r: _Reader) -> ProtocolSpec:
     side = r.string(p.get("countermeasure_side", default.countermeasure_side), ("protocol", "countermeasure_side"))
     if side not in COUNTERMEASURE_SIDES:
         r.fail(("protocol", "countermeasure_side"), f"expected one of {', '.join(COUNTERMEASURE_SIDES)}, got {side!r}")
-    scenario = r.string(p.get("scenario", default.scenario), ("protocol", "scenario"))
-    if scenario not in SUPPORTED_SCENARIOS:
-        r.fail(("protocol", "scenario"), f"campaigns run {', '.join(SUPPORTED_SCENARIOS)}, not {scenario!r}")
     return ProtocolSpec(
-        scenario=scenario,
         train_fraction=r.number(p.get("train_fraction", default.train_fraction), ("protocol", "train_fraction"),
                                 0.0, 1.0, closed_low=False),
         n_boot=r.integer(p.get("n_boot", default.n_boot), ("protocol", "n_boot"), 100),
@@ -478,45 +534,65 @@ def _parse_outputs(value: Any, r: _Reader) -> OutputSpec:
     out_dir = Path(r.string(o.get("dir", str(OutputSpec.dir)), ("outputs", "dir")))
     if out_dir.is_absolute() or ".." in out_dir.parts:
         r.fail(("outputs", "dir"), "must be a relative path under the working directory (or pass --out)")
-    reports = r.strings(o.get("reports", list(OUTPUT_REPORTS)), ("outputs", "reports")) if "reports" in o else OUTPUT_REPORTS
-    for i, name in enumerate(reports):
-        if name not in OUTPUT_REPORTS:
-            r.fail(("outputs", "reports", i), f"expected one of {', '.join(OUTPUT_REPORTS)}, got {name!r}")
+    reports = r.strings(o["reports"], ("outputs", "reports")) if "reports" in o else DEFAULT_REPORTS
     return OutputSpec(out_dir, reports)
 
 
 # --- checks against the registries -----------------------------------------------------------------------------
 
 def check_components(campaign: Campaign) -> None:
-    """Every name must be registered (call ``load_rooms()`` first); raises ``CampaignError`` at its line."""
-    from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, EXTRACTORS, SCENARIOS, TRACKERS, UnknownComponentError
+    """Resolve every component of every cell before anything runs (call ``load_rooms()`` first): names against
+    the registries, each entry's options against its config, and each cloak against each surrogate set it will be
+    crossed with (differentiable, one alignment template). Raises ``CampaignError`` at the entry's line."""
+    from fawkes_eval.components import check_surrogates, extractor_facts
+    from fawkes_eval.registry import (
+        CLOAKS,
+        COUNTERMEASURES,
+        EXTRACTORS,
+        REPORTS,
+        SCENARIOS,
+        TRACKERS,
+        Registry,
+        UnknownComponentError,
+    )
 
     user_models = {m.name for m in campaign.models}
     g = campaign.grid
 
-    def check(dotted: str, lookup: Any, spec: str) -> None:
+    def fail(dotted: str, error: Exception) -> NoReturn:
+        raise CampaignError(f"{campaign.where(dotted)}: {dotted}: {error}") from None
+
+    def entry(dotted: str, registry: Registry[Any], spec: ComponentSpec) -> None:
         try:
-            lookup(spec)
-        except UnknownComponentError as e:
-            raise CampaignError(f"{campaign.where(dotted)}: {dotted}: {e}") from None
+            registry.mode_params(spec.name)
+            component_config(registry, spec.name, spec.options_dict())
+        except (UnknownComponentError, OptionError) as e:
+            fail(dotted, e)
 
-    def extractor(spec: str) -> None:
-        if spec not in user_models:
-            EXTRACTORS.mode_params(spec)
-
-    def countermeasure(spec: str) -> None:
-        if spec != NO_COUNTERMEASURE:
-            COUNTERMEASURES.mode_params(spec)
-
+    for i, spec in enumerate(g.scenarios):
+        entry(f"grid.scenarios[{i}]", SCENARIOS, spec)
     for i, spec in enumerate(g.cloaks):
-        check(f"grid.cloaks[{i}]", CLOAKS.mode_params, spec)
+        entry(f"grid.cloaks[{i}]", CLOAKS, spec)
     for i, surrogate_set in enumerate(g.surrogates):
-        for j, spec in enumerate(surrogate_set):
-            check(f"grid.surrogates[{i}][{j}]", extractor, spec)
+        for j, name in enumerate(surrogate_set):
+            if name not in user_models:
+                entry(f"grid.surrogates[{i}][{j}]", EXTRACTORS, ComponentSpec(name))
     for i, spec in enumerate(g.victims):
-        check(f"grid.victims[{i}]", extractor, spec)
+        if spec.name not in user_models or spec.options:
+            entry(f"grid.victims[{i}]", EXTRACTORS, spec)
     for i, spec in enumerate(g.trackers):
-        check(f"grid.trackers[{i}]", TRACKERS.mode_params, spec)
+        entry(f"grid.trackers[{i}]", TRACKERS, spec)
     for i, spec in enumerate(g.countermeasures):
-        check(f"grid.countermeasures[{i}]", countermeasure, spec)
-    check("protocol.scenario", SCENARIOS.mode_params, campaign.protocol.scenario)
+        if spec.name != NO_COUNTERMEASURE:
+            entry(f"grid.countermeasures[{i}]", COUNTERMEASURES, spec)
+    formats = [n for n in REPORTS.names() if "file" in REPORTS.declared(n)]
+    for i, name in enumerate(campaign.outputs.reports):
+        if name not in formats:
+            fail(f"outputs.reports[{i}]", ValueError(f"expected a report format ({', '.join(formats)}), got {name!r}"))
+    for i, surrogate_set in enumerate(g.surrogates):
+        facts = [extractor_facts(name) for name in surrogate_set]
+        for j, spec in enumerate(g.cloaks):
+            try:
+                check_surrogates(spec.name, facts)
+            except OptionError as e:
+                fail(f"grid.surrogates[{i}]", ValueError(f"with grid.cloaks[{j}] ({spec.label}): {e}"))

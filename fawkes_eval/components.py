@@ -99,6 +99,12 @@ def component_config(registry: Registry[Any], name: str, options: Mapping[str, A
         raise OptionError(f"{registry.kind} {name!r}: {e}") from None
 
 
+def create_component(registry: Registry[Any], spec: ComponentSpec, **given: Any) -> Any:
+    """A victim, tracker, countermeasure or scenario from its grid entry: options go into its declared config."""
+    config = component_config(registry, spec.name, spec.options_dict())
+    return registry.create(spec.name, **given, **({"config": config} if config is not None else {}))
+
+
 def requires(name: str) -> tuple[str, ...]:
     """What the cloak ``name`` is given besides its config (declared at registration)."""
     return tuple(CLOAKS.declared(name).get("requires", ()))
@@ -108,6 +114,11 @@ def uses_surrogates(name: str) -> bool:
     return "surrogates" in requires(name)
 
 
+def declared_by(generator: CloakGenerator) -> dict[str, Any]:
+    """What a generator object's registered name declared (nothing for a generator built outside the registry)."""
+    return CLOAKS.declared(generator.name) if generator.name in CLOAKS else {}
+
+
 def build_generator(
     name: str,
     options: Mapping[str, Any] | None = None,
@@ -115,11 +126,13 @@ def build_generator(
     surrogates: Sequence[FeatureExtractor] = (),
     template: str | None = None,
     aligner: Any = None,
+    device: str | None = None,
 ) -> CloakGenerator:
     """The cloak ``name`` with ``options``, given what it declared it requires.
 
-    ``surrogates``: for cloaks that optimise; ``template``: for controls (default: the first surrogate's, else
-    ``DEFAULT_TEMPLATE``); ``aligner``: for cloaks read from files (``external``)."""
+    ``surrogates``: for cloaks that optimise (and ``device``, their torch device; default CUDA when present);
+    ``template``: for controls (default: the first surrogate's, else ``DEFAULT_TEMPLATE``); ``aligner``: for cloaks
+    read from files (``external``)."""
     needs = requires(name)
     kwargs: dict[str, Any] = CLOAKS.mode_params(name)
     config = component_config(CLOAKS, name, options or {})
@@ -129,6 +142,8 @@ def build_generator(
         if not surrogates:
             raise OptionError(f"cloak {name!r} optimises against surrogates; none given")
         kwargs["surrogates"] = list(surrogates)
+        if device is not None:
+            kwargs["device"] = device
     if "template" in needs:
         kwargs["template"] = template or (surrogates[0].info.template if surrogates else DEFAULT_TEMPLATE)
     if "aligner" in needs:

@@ -131,11 +131,13 @@ def _first_line(doc: str | None) -> str:
 
 
 # The registries every room fills; the runner and CLI find the rooms' components only through these.
-from fawkes_eval.types import CloakGenerator, Countermeasure, FeatureExtractor, Tracker  # noqa: E402
+from fawkes_eval.types import CloakGenerator, Countermeasure, FeatureExtractor, Scenario, Tracker  # noqa: E402
 
 CLOAKS: Registry[CloakGenerator] = Registry("cloak")
 EXTRACTORS: Registry[FeatureExtractor] = Registry("extractor")
 TRACKERS: Registry[Tracker] = Registry("tracker")
-SCENARIOS: Registry[Any] = Registry("scenario")
+SCENARIOS: Registry[Scenario] = Registry("scenario")
+# standalone measurements that are not campaign cells (the zoo's k-fold check, LFW pairs verification, ...)
+EVALUATIONS: Registry[Any] = Registry("evaluation")
 COUNTERMEASURES: Registry[Countermeasure] = Registry("countermeasure")
 REPORTS: Registry[Any] = Registry("report")

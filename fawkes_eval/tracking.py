@@ -12,6 +12,7 @@ backoff for up to ``FAWKES_EVAL_TRACKING_PATIENCE_S`` seconds before it gives up
 from __future__ import annotations
 
 import http.client
+import json
 import math
 import os
 import platform
@@ -319,15 +320,23 @@ class RunLogger:
             if existing.info.status == "FINISHED":
                 return str(existing.info.run_id)
             self.client.delete_run(existing.info.run_id)  # left half-logged by a killed run or a lost connection
-        name = " / ".join(str(row.cell[k]) for k in ("cloak", "victim", "tracker", "countermeasure") if k in row.cell)
+        name = " / ".join(str(row.cell[k]) for k in ("scenario", "cloak", "victim", "tracker", "countermeasure")
+                          if k in row.cell)
         all_tags = {"mlflow.parentRunId": parent_id, "fe.kind": "cell", "fe.config_hash": row.key, **tags}
-        all_tags.update({f"fe.{k}": str(v) for k, v in row.cell.items()})
+        all_tags.update({f"fe.{k}": json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
+                         for k, v in row.cell.items()})
+        # few params: the seed, the leak ratio and each option of a grid entry ("cloak.steps" = "100")
+        params = {k: str(row.cell[k]) for k in ("seed", "leak_ratio") if k in row.cell}
+        for axis in ("scenario", "cloak", "victim", "tracker"):
+            options: dict[str, Any] = row.cell.get(f"{axis}_options", {})  # type: ignore[assignment]
+            for option, value in options.items():
+                params[f"{axis}.{option}"] = str(value)[:500]
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         run_id = str(run.info.run_id)
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, 0, 0) for k, v in row.metrics.items() if math.isfinite(v)],
-            params=[Param(k, str(row.cell[k])) for k in ("seed", "leak_ratio") if k in row.cell],
+            params=[Param(k, v) for k, v in params.items()],
         )
         self.client.log_dict(run_id, row.to_dict(), "result.json")
         self.client.set_terminated(run_id)  # last: a FINISHED child is a complete child

@@ -1,18 +1,22 @@
 """The seams between rooms: small Protocols and result dataclasses.
 
 Rooms depend on these, never on each other: an attack receives surrogates as ``DifferentiableExtractor``
-objects, a scenario receives extractors, trackers and cloak generators through the registry.
+objects, a ``Scenario`` receives extractors, trackers and cloak generators as objects in a ``ScenarioCell``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+    from fawkes_eval.align import FaceAligner
+    from fawkes_eval.data import Split
 
 
 @dataclass(frozen=True)
@@ -102,3 +106,106 @@ class Countermeasure(Protocol):
     name: str
 
     def apply(self, photos: list[np.ndarray], seed: int) -> list[np.ndarray]: ...
+
+
+# --- the scenario seam ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScenarioData:
+    """A dataset as every cell of one (dataset, seed) sees it: photos (possibly read on access), their files and
+    identities, the seeded split, the protected users, and the aligner every victim re-detects with."""
+
+    name: str
+    photos: Sequence[np.ndarray]
+    sources: Sequence[str]
+    identities: Sequence[str]
+    split: Split
+    protected: tuple[str, ...]
+    seed: int
+    aligner: FaceAligner
+
+
+@dataclass(frozen=True)
+class ScenarioCell:
+    """One cell as a scenario receives it: components as objects, never names."""
+
+    data: ScenarioData
+    generator: CloakGenerator
+    victim: FeatureExtractor
+    make_tracker: Callable[[], Tracker]
+    countermeasure: Countermeasure | None = None
+    side: str = "uploads"  # which photos the countermeasure transforms: uploads, queries or both
+    leak_ratio: float = 0.0  # share of a protected user's uploads left clean
+    n_boot: int = 2000
+    topk: int = 5
+
+
+@dataclass(frozen=True)
+class CloakExample:
+    """One clean / cloaked face crop of a cloaking run, for report image grids."""
+
+    source: str
+    clean: np.ndarray  # uint8 (S, S, 3)
+    cloaked: np.ndarray  # uint8 (S, S, 3)
+
+
+@dataclass(frozen=True)
+class PreparedCloaks:
+    """What a scenario's shared step made: how many photos it cloaked, in how many seconds, an example, and the
+    target each protected user was pushed towards (targeted cloaks only)."""
+
+    n_photos: int
+    seconds: float
+    example: CloakExample | None = None
+    targets: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, Any] = field(default_factory=dict)  # e.g. an external pairing report, for the provenance
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """One cell's outcome. ``outcomes[user]``: per clean test query of that user, in split order, whether the
+    threat model failed on it (True = protected); it lets later verdicts pair cells query by query."""
+
+    metrics: Mapping[str, float]
+    per_user: Mapping[str, float]
+    outcomes: Mapping[str, Sequence[bool]]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    """A metric a scenario reports: its key in ``metrics``, the column header, and the number format. A metric
+    ``m`` with ``m_ci_low`` / ``m_ci_high`` beside it is shown with its interval."""
+
+    metric: str
+    header: str
+    format: str = ".2f"
+
+
+@dataclass(frozen=True)
+class CellCost:
+    """Upper-bound work of a cell's scenario beyond cloaking, to size a campaign before it runs."""
+
+    photos_to_cloak: int
+    photos_to_embed: int
+
+
+@runtime_checkable
+class Scenario(Protocol):
+    """A threat model, registered in ``SCENARIOS``; the runner knows none by name (ARCHITECTURE.md, "a scenario").
+
+    ``headline``: the metric whose per-user values and per-query ``outcomes`` a row keeps (the protection rate: 1
+    means protected); it is what baselines and regression verdicts pair. ``columns``: what reports show, headline
+    first. ``prepare`` is a cell group's shared, costly step (cloak what the threat model uploads; cached inside
+    the scenario); ``evaluate`` computes one cell; ``cost`` estimates a cell's work from its dataset's size.
+    """
+
+    name: str
+    headline: str
+    columns: tuple[ReportColumn, ...]
+
+    def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks: ...
+
+    def evaluate(self, cell: ScenarioCell) -> ScenarioResult: ...
+
+    def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost: ...

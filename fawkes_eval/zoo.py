@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fawkes_eval.align import FaceAligner, NoFaceError, default_cache_dir, load_photo
 from fawkes_eval.data import load_dataset
-from fawkes_eval.registry import EXTRACTORS, SCENARIOS, TRACKERS
+from fawkes_eval.registry import EVALUATIONS, EXTRACTORS, TRACKERS
 from fawkes_eval.rooms import load_rooms
 
 
@@ -44,7 +44,7 @@ def check(data: Path, subset: Path | None, models: tuple[str, ...] | None, folds
         except OSError as e:
             print(f"skipped {record.path}: {e}")
     print("| model | images | 1-NN acc | logistic acc | s/face |\n|---|---|---|---|---|")
-    kfold = SCENARIOS.factory("identification")
+    kfold = EVALUATIONS.factory("identification")
     for name in names:
         extractor = EXTRACTORS.create(name)
         faces, identities = [], []

@@ -10,8 +10,8 @@ from fawkes_eval.results import ResultRow
 # The order in which cell axes are shown; axes not listed here follow in alphabetical order.
 AXIS_ORDER = ("cloak", "surrogates", "victim", "tracker", "scenario", "countermeasure", "leak_ratio", "seed")
 ALWAYS_SHOWN = ("cloak", "victim", "tracker")
-# Follows from the cloak spec, so it is never an axis of its own (and it is long JSON).
-DERIVED_KEYS = frozenset({"cloak_params"})
+# Follows from another axis (the dataset's manifest hash from the dataset), so it is never an axis of its own.
+DERIVED_KEYS = frozenset({"dataset_sha256"})
 NO_COUNTERMEASURE = "none"
 
 

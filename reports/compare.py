@@ -4,6 +4,11 @@ decide whether protection dropped or distortion rose beyond stated tolerances.
 Cells are paired by their identity minus the compared axes ("by"): comparing cloak versions pairs
 ``fawkes-v1.0-early:mid`` with ``fawkes-v1.0:mid`` on the same victim, tracker, countermeasure and seed. A compared
 axis keeps its ``:mode`` suffix when both sides use the same set of modes, so low pairs with low, not with mid.
+Within a pair, the same users and query photos (same seed, same split) are paired too: the headline difference
+is the mean over users of the per-query difference, with a hierarchical paired bootstrap CI (users, then their
+queries, the same draws on both sides), as DESIGN.md section 2 prescribes for regression verdicts. Only where the
+two cells were not measured on the same users and queries does the CI fall back to combining the two cells' own
+intervals (MOVER), which errs wide; the verdict table says which was used.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from fawkes_eval.metrics import RateCI
+from fawkes_eval.baselines import paired_outcomes
+from fawkes_eval.metrics import RateCI, paired_difference
 from fawkes_eval.results import ResultRow
 from reports.cells import ALWAYS_SHOWN, DERIVED_KEYS, axis_value, finite, ordered_axes, sort_rows
 from reports.markdown import md_text
@@ -79,10 +85,11 @@ class CellComparison:
     identity: dict[str, str]  # the cell axes both sides share
     baseline: ResultRow
     candidate: ResultRow
-    psr: tuple[float, float, float]  # candidate - baseline: difference, CI low, CI high
+    psr: tuple[float, float, float]  # candidate - baseline of the headline: difference, CI low, CI high
     dssim_rise: float  # candidate - baseline, NaN where either side lacks it
     failures: tuple[str, ...]  # PROTECTION_DROP and/or DISTORTION_RISE
     notes: tuple[str, ...]  # e.g. parameters that changed under the same cloak name
+    paired: bool = False  # the CI pairs the same users and queries (else MOVER over the two cells' intervals)
 
 
 @dataclass(frozen=True)
@@ -134,10 +141,10 @@ def compare_rows(baseline: Sequence[ResultRow], candidate: Sequence[ResultRow], 
     base = _identities(baseline, axes, keep_mode, "baseline")
     cand = _identities(candidate, axes, keep_mode, "candidate")
     shared = sorted(base.keys() & cand.keys(), key=lambda k: tuple(axis_value(base[k], a) for a in ordered_axes(base[k].cell)))
-    cells = [_judge(json.loads(key), base[key], cand[key], tolerances) for key in shared]
+    cells = [_judge(json.loads(key), base[key], cand[key], tolerances, seed, n_boot) for key in shared]
     measured = [c for c in cells if finite(c.psr[0])]
-    overall = paired_bootstrap([c.baseline.metrics["psr"] for c in measured],
-                               [c.candidate.metrics["psr"] for c in measured], seed, n_boot) if measured else None
+    overall = paired_bootstrap([_headline(c.baseline) for c in measured],
+                               [_headline(c.candidate) for c in measured], seed, n_boot) if measured else None
     return Comparison(
         axes, tolerances, cells,
         only_baseline=sort_rows(base[k] for k in base.keys() - cand.keys()),
@@ -146,13 +153,28 @@ def compare_rows(baseline: Sequence[ResultRow], candidate: Sequence[ResultRow], 
     )
 
 
+def _headline(row: ResultRow) -> float:
+    return row.metrics.get(row.headline, math.nan)
+
+
 def _interval(row: ResultRow) -> tuple[float, float, float]:
-    m = row.metrics
-    return m.get("psr", math.nan), m.get("psr_ci_low", math.nan), m.get("psr_ci_high", math.nan)
+    m, h = row.metrics, row.headline
+    return m.get(h, math.nan), m.get(f"{h}_ci_low", math.nan), m.get(f"{h}_ci_high", math.nan)
 
 
-def _judge(identity: dict[str, str], baseline: ResultRow, candidate: ResultRow, tol: Tolerances) -> CellComparison:
-    psr = difference_ci(_interval(baseline), _interval(candidate))
+def _cloak_params(row: ResultRow) -> str:
+    """The resolved cloak configuration, as the runner records it in the provenance."""
+    return json.dumps(row.provenance.get("cloak_params", {}), sort_keys=True, default=str)
+
+
+def _judge(identity: dict[str, str], baseline: ResultRow, candidate: ResultRow, tol: Tolerances, seed: int,
+           n_boot: int) -> CellComparison:
+    pairs = paired_outcomes(candidate, baseline) if candidate.headline == baseline.headline else None
+    if pairs is not None:
+        diff = paired_difference(pairs[0], pairs[1], seed=seed, n_boot=n_boot)
+        psr = (diff.value, diff.low, diff.high)
+    else:
+        psr = difference_ci(_interval(baseline), _interval(candidate))
     dssim_rise = candidate.metrics.get("dssim", math.nan) - baseline.metrics.get("dssim", math.nan)
     failures = []
     drop, _, high = psr
@@ -161,12 +183,13 @@ def _judge(identity: dict[str, str], baseline: ResultRow, candidate: ResultRow, 
     if finite(dssim_rise) and dssim_rise > tol.max_dssim_rise:
         failures.append(DISTORTION_RISE)
     notes = []
-    if axis_value(baseline, "cloak") == axis_value(candidate, "cloak") and \
-            baseline.cell.get("cloak_params") != candidate.cell.get("cloak_params"):
+    if axis_value(baseline, "cloak") == axis_value(candidate, "cloak") and _cloak_params(baseline) != _cloak_params(candidate):
         notes.append("same cloak name, different parameters")
     if not (finite(psr[0]) and finite(dssim_rise)):
         notes.append("not measured on one side")
-    return CellComparison(identity, baseline, candidate, psr, dssim_rise, tuple(failures), tuple(notes))
+    if pairs is None and finite(psr[0]):
+        notes.append("not the same users and queries: CI from the two cells' intervals")
+    return CellComparison(identity, baseline, candidate, psr, dssim_rise, tuple(failures), tuple(notes), pairs is not None)
 
 
 def _fmt(value: float, spec: str = "+.2f") -> str:
@@ -193,8 +216,9 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines = [
         f"Paired by every cell axis except: {md_text(by)}. Tolerances: PSR drop <= {tol.max_psr_drop:g}"
         f"{' (and the drop must be significant: 95% CI below 0)' if tol.require_significance else ''}, "
-        f"DSSIM rise <= {tol.max_dssim_rise:g}. Differences are candidate - baseline; a PSR difference's CI "
-        "combines both cells' bootstrap CIs (MOVER); DSSIM is compared as measured (rows carry no spread).",
+        f"DSSIM rise <= {tol.max_dssim_rise:g}. Differences are candidate - baseline; a PSR difference's CI is a "
+        "paired bootstrap over the same users and query photos (where a pair was not measured on the same ones, "
+        "it combines both cells' CIs, MOVER, and says so); DSSIM is compared as measured (rows carry no spread).",
         "",
         f"Common to every pair: {md_text(', '.join(common) or 'nothing')}.",
         "",
@@ -245,6 +269,7 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
              "baseline": {k: c.baseline.cell.get(k) for k in comparison.by},
              "candidate": {k: c.candidate.cell.get(k) for k in comparison.by},
              "psr_difference": num(c.psr[0]), "psr_difference_ci": [num(c.psr[1]), num(c.psr[2])],
+             "paired": c.paired,
              "dssim_rise": num(c.dssim_rise), "failures": list(c.failures), "notes": list(c.notes)}
             for c in comparison.cells
         ],

@@ -14,15 +14,14 @@ import jinja2
 import numpy as np
 from PIL import Image
 
-from fawkes_eval.results import ImageExample, ResultRow
-from reports.cells import axis_value, finite, sort_rows, varying_axes
+from fawkes_eval.results import ImageExample, ReportBundle, ResultRow
+from reports.cells import finite, sort_rows
 from reports.plots import all_plots
 from reports.provenance import datasets, environments, models
+from reports.table import results_tables
 
 DIFF_GAIN = 10.0  # cloaks change pixels by a few units; x10 around mid-grey makes the pattern visible
 BLUR_SIDE = 8  # --redact blur: faces are shrunk to 8 px on their long side, too few for anyone to be recognised
-
-METRIC_COLUMNS = ("psr", "psr_ci_low", "psr_ci_high", "top5", "others_acc", "dssim", "psnr", "sec_per_image")
 
 Redaction = Literal["omit", "blur"]
 
@@ -96,17 +95,17 @@ def render_html(
     if mode not in (None, "omit", "blur"):
         raise ValueError(f"redact must be 'omit' or 'blur', got {redact!r}")
     ordered = sort_rows(rows)
-    axes = varying_axes(ordered)
-    table = [
-        {"values": [axis_value(r, a) for a in axes], "m": {k: r.metrics.get(k, float("nan")) for k in METRIC_COLUMNS},
-         "per_user": r.per_user}
-        for r in ordered
-    ]
     return _environment().get_template("report.html.j2").render(
-        title=title, axes=axes, rows=table, plots=all_plots(ordered), grid=_grid(examples, mode),
+        title=title, tables=results_tables(ordered), n_cells=len(ordered), plots=all_plots(ordered),
+        grid=_grid(examples, mode),
         has_examples=bool(examples), redaction=mode, gain=int(DIFF_GAIN),
         datasets=datasets(ordered), models=models(ordered), environments=environments(ordered),
         config=json.dumps(config, indent=1, sort_keys=True, default=str) if config else "", context=context,
         left_out=left_out,
     )
 
+
+def html_report(bundle: ReportBundle) -> str:
+    """``report.html``, faces shown (the campaign's own results folder)."""
+    return render_html(bundle.title, bundle.rows, bundle.examples, bundle.context, config=bundle.config,
+                       left_out=bundle.left_out)

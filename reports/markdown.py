@@ -5,10 +5,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from fawkes_eval.results import ResultRow
-from reports.cells import axis_value, finite, sort_rows, varying_axes
+from fawkes_eval.results import ReportBundle, ResultRow
+from reports.cells import finite
 from reports.leaderboard import leaderboard
 from reports.provenance import environments, models
+from reports.table import results_tables
 
 
 def _fmt(value: object, spec: str = ".2f") -> str:
@@ -21,23 +22,20 @@ def md_text(text: object) -> str:
 
 
 def results_table(rows: Sequence[ResultRow]) -> str:
-    """One line per cell: PSR with its 95% CI, top-5 PSR, others' accuracy, perceptual cost and speed.
-
-    Columns: cloak, victim, tracker, then every other cell axis that varies across the rows.
-    """
-    rows = sort_rows(rows)
-    axes = varying_axes(rows)
-    header = "| " + " | ".join(axes) + " | PSR [95% CI] | top-5 PSR | others' acc | DSSIM | PSNR dB | s/img |"
-    lines = [header, "|" + "---|" * (len(axes) + 6)]
-    for r in rows:
-        m = r.metrics
-        names = " | ".join(md_text(axis_value(r, a)) for a in axes)
-        lines.append(
-            f"| {names} | {_fmt(m.get('psr'))} [{_fmt(m.get('psr_ci_low'))}, {_fmt(m.get('psr_ci_high'))}] "
-            f"| {_fmt(m.get('top5'))} | {_fmt(m.get('others_acc'))} | {_fmt(m.get('dssim'), '.4f')} "
-            f"| {_fmt(m.get('psnr'))} | {_fmt(m.get('sec_per_image'))} |"
-        )
-    return "\n".join(lines) + "\n"
+    """One table per scenario, one line per cell: the scenario's columns (headline with its 95% CI first) and,
+    where the campaign held the clean baseline, the headline above it; cells whose protection is
+    indistinguishable from the clean error are marked. Columns: the cell axes that vary, then the metrics."""
+    out = []
+    tables = results_tables(rows)
+    for table in tables:
+        if len(tables) > 1:
+            out.append(f"Scenario: {md_text(table.scenario)}\n")
+        out.append("| " + " | ".join(md_text(h) for h in [*table.headers, "verdict"]) + " |")
+        out.append("|" + "---|" * (len(table.headers) + 1))
+        for line, mark in zip(table.lines, table.marks, strict=True):
+            out.append("| " + " | ".join(md_text(v) for v in [*line, mark]) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def provenance_lines(rows: Sequence[ResultRow]) -> str:
@@ -83,3 +81,17 @@ def markdown_summary(title: str, rows: Sequence[ResultRow]) -> str:
         f"{results_table(rows)}\n## Measured on\n\n{provenance_lines(rows)}\n## Models\n\n{model_lines}\n\n"
         f"## Environment\n\n{env_lines or '- not recorded'}\n"
     )
+
+
+def left_out_table(left_out: Sequence[dict[str, str]]) -> str:
+    """The files a run could not use, as a Markdown section (empty when there are none)."""
+    if not left_out:
+        return ""
+    lines = "".join(f"| {' | '.join(md_text(e[k]) for k in ('dataset', 'file', 'kind', 'reason'))} |\n" for e in left_out)
+    return f"\n## Files left out\n\n| dataset | file | kind | reason |\n|---|---|---|---|\n{lines}"
+
+
+def markdown_report(bundle: ReportBundle) -> str:
+    """``report.md``: the results tables, what they were measured on, and the files left out."""
+    return (f"# {md_text(bundle.title)}\n\n{results_table(bundle.rows)}\nMeasured on:\n{provenance_lines(bundle.rows)}"
+            f"{left_out_table(bundle.left_out)}")

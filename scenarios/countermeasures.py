@@ -1,11 +1,11 @@
 """Countermeasures: transforms a tracker applies to photos before it embeds them (uploads, queries or both).
 
-Each one is registered in ``COUNTERMEASURES`` by family, with its strengths as modes (``jpeg:50``, ``blur:1``);
-``COUNTERMEASURES.create("jpeg", quality=100)`` builds any other strength. ``apply`` takes and returns uint8
-(H, W, 3) RGB photos of any size, deterministically for a seed. ART's preprocessors do the work where they fit
-(JpegCompression, SpatialSmoothing, FeatureSqueezing); ART is imported on first use. Gaussian noise is drawn
-here rather than with ART's GaussianAugmentation, which samples from NumPy's global generator and so cannot be
-seeded without touching global state.
+Each one is registered in ``COUNTERMEASURES`` where it is defined, by family, with its strengths as modes
+(``jpeg:50``, ``blur:1``); ``COUNTERMEASURES.create("jpeg", quality=100)`` builds any other strength. ``apply``
+takes and returns uint8 (H, W, 3) RGB photos of any size, deterministically for a seed. ART's preprocessors do
+the work where they fit (JpegCompression, SpatialSmoothing, FeatureSqueezing); ART is imported on first use.
+Gaussian noise is drawn here rather than with ART's GaussianAugmentation, which samples from NumPy's global
+generator and so cannot be seeded without touching global state.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fawkes_eval.align import content_key
+from fawkes_eval.registry import COUNTERMEASURES
 
 # The strengths of DESIGN.md section 2, as registry modes: family -> {mode: constructor keywords}.
 STRENGTHS: dict[str, dict[str, dict[str, Any]]] = {
@@ -43,6 +44,7 @@ def _per_photo_art(preprocessor: Callable[..., tuple[np.ndarray, Any]], photos: 
     return [_to_uint8(preprocessor(p[None].astype(np.float32))[0][0]) for p in photos]
 
 
+@COUNTERMEASURES.register("jpeg", modes=STRENGTHS["jpeg"], summary="JPEG re-encoding at a quality (ART JpegCompression)")
 class Jpeg:
     """JPEG re-encoding at ``quality`` (1..100), through ART's JpegCompression (PIL, 4:2:0 chroma)."""
 
@@ -59,6 +61,7 @@ class Jpeg:
         return _per_photo_art(JpegCompression(clip_values=(0, 255), quality=self.quality, channels_first=False), photos)
 
 
+@COUNTERMEASURES.register("blur", modes=STRENGTHS["blur"], summary="Gaussian blur, sigma in pixels")
 class GaussianBlur:
     """Gaussian blur with standard deviation ``sigma`` pixels per colour channel (SciPy, reflected borders)."""
 
@@ -75,6 +78,7 @@ class GaussianBlur:
         return [_to_uint8(gaussian_filter(p.astype(np.float32), sigma=(self.sigma, self.sigma, 0))) for p in photos]
 
 
+@COUNTERMEASURES.register("rescale", modes=STRENGTHS["rescale"], summary="down-then-up scaling by a factor (bicubic)")
 class Rescale:
     """Down-then-up scaling: resize by ``factor`` (0 < factor < 1) and back to the original size (PIL bicubic)."""
 
@@ -97,6 +101,7 @@ class Rescale:
         return out
 
 
+@COUNTERMEASURES.register("median", modes=STRENGTHS["median"], summary="median filter over a window (ART SpatialSmoothing)")
 class MedianFilter:
     """Median filter over a ``window`` x ``window`` neighbourhood per channel, through ART's SpatialSmoothing."""
 
@@ -114,6 +119,8 @@ class MedianFilter:
         return _per_photo_art(smoothing, photos)
 
 
+@COUNTERMEASURES.register("gaussian-noise", modes=STRENGTHS["gaussian-noise"],
+                          summary="seeded additive Gaussian noise, sigma in 0..255 units")
 class GaussianNoise:
     """Additive Gaussian noise with standard deviation ``sigma`` in 0..255 units, seeded, rounded and clipped.
 
@@ -133,6 +140,7 @@ class GaussianNoise:
                 for p in photos]
 
 
+@COUNTERMEASURES.register("bit-depth", modes=STRENGTHS["bit-depth"], summary="bit-depth reduction (ART FeatureSqueezing)")
 class BitDepth:
     """Bit-depth reduction to ``bits`` per channel (1..7), through ART's FeatureSqueezing."""
 

@@ -3,20 +3,23 @@
 The cloak works on the crop of its own template; the change is warped back into the photo, which is then
 rounded to 8-bit pixels, as a user would upload it. This is the ``aligned`` merge of the ``cloak`` verb, made
 by the same code (``attacks.full_photo.cloak_and_merge``); here only the face nearest the photo's centre (the
-one LFW labels) is cloaked. A generator that serves whole photos made by another tool (``external``:
-``cloaked_photo_for``) gives its files as they are, read back from disk. Each victim detects and aligns the
-(cloaked) photo itself, as a third party would.
+one LFW labels) is cloaked. A generator that serves whole photos made by another tool (``external``) gives its
+files as they are, read back from disk (``substitute_photos``). Each victim detects and aligns the (cloaked)
+photo itself, as a third party would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from attacks.full_photo import aligned_face, cloak_and_merge
-from fawkes_eval.align import AlignedFace, FaceAligner, NoFaceError, content_key, warp_photo_to_crop
+from fawkes_eval.align import TEMPLATES, AlignedFace, FaceAligner, NoFaceError, content_key, warp_photo_to_crop
+from fawkes_eval.console import progress
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator, FeatureExtractor
 
@@ -26,7 +29,7 @@ class CloakedPhoto:
     source: str
     photo: np.ndarray  # uint8 cloaked photo, same size as the original
     crop_clean: np.ndarray  # uint8 aligned crop at the generator's template
-    crop_cloaked: np.ndarray  # float32 crop as the generator produced it (external: the file's, cropped)
+    crop_cloaked: np.ndarray  # float32 crop as the generator produced it
     crop_dssim: float  # measured by the generator on its crop
     photo_metrics: dict[str, float]  # dssim, ssim, psnr, linf, l2 on the full photo after 8-bit rounding
 
@@ -37,15 +40,17 @@ def cloak_photos(
     photos: list[np.ndarray],
     sources: list[str],
     seed: int,
+    users: Sequence[str] | None = None,
 ) -> tuple[list[CloakedPhoto], float]:
-    """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds."""
+    """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds. ``users``: each
+    photo's user, for generators that declared ``per_user`` (a target per user)."""
     faces = [aligner.align(p, generator.template, s) for p, s in zip(photos, sources, strict=True)]
-    merged, seconds = cloak_and_merge(generator, photos, [[aligned_face(f)] for f in faces], seed)
-    whole_photo: Callable[[np.ndarray, str], np.ndarray] | None = getattr(generator, "cloaked_photo_for", None)
+    merged, seconds = cloak_and_merge(generator, photos, [[aligned_face(f)] for f in faces], seed,
+                                      users=None if users is None else [[u] for u in users])  # fmt: skip
     cloaked = []
     for photo, face, m, source in zip(photos, faces, merged, sources, strict=True):
-        out = m.photo if whole_photo is None else whole_photo(photo, source)
-        cloaked.append(CloakedPhoto(source, out, face.crop, m.faces[0], float(m.dssim[0]), image_metrics(photo, out)))
+        cloaked.append(CloakedPhoto(source, m.photo, face.crop, m.faces[0], float(m.dssim[0]),
+                                    image_metrics(photo, m.photo)))  # fmt: skip
     return cloaked, seconds
 
 
@@ -76,7 +81,9 @@ class EmbeddingCache:
         template = self.extractor.info.template
         keys: list[str] = []
         pending: dict[str, np.ndarray] = {}  # content key -> aligned crop, not yet embedded
+        bar = progress(None, f"embedding with {self.extractor.info.name}", total=len(sources), unit="photo")
         for i, source in enumerate(sources):
+            bar.update(1)
             photo = photos[i]
             key = content_key(photo)
             keys.append(key)
@@ -93,6 +100,7 @@ class EmbeddingCache:
             if len(pending) >= batch_size:
                 self._embed(pending)
         self._embed(pending)
+        bar.close()
         return np.stack([self._store[k] for k in keys])
 
     def _embed(self, pending: dict[str, np.ndarray]) -> None:
@@ -104,3 +112,39 @@ class EmbeddingCache:
     def _aligned_like(self, photo: np.ndarray, reference: AlignedFace) -> AlignedFace:
         crop = warp_photo_to_crop(photo, reference.matrix, reference.crop.shape[0])
         return AlignedFace(crop, reference.matrix, reference.box)
+
+
+def substitute_photos(
+    generator: Any, aligner: FaceAligner, photos: list[np.ndarray], sources: list[str]
+) -> tuple[list[CloakedPhoto | None], float]:
+    """For generators that declared ``whole_photos`` (cloaks made by another tool): each photo is replaced by its
+    cloaked copy as the tool wrote it (``generator.cloaked_photo_for``); None where the tool left no copy.
+    The crop measurements use the clean photo's alignment, so the tool's change is measured where the face is."""
+    start = time.perf_counter()
+    size = TEMPLATES[generator.template].size
+    out: list[CloakedPhoto | None] = []
+    for photo, source in zip(photos, sources, strict=True):
+        try:
+            cloaked = generator.cloaked_photo_for(photo, source)
+        except ValueError:
+            out.append(None)
+            continue
+        face = aligner.align(photo, generator.template, source)
+        crop = warp_photo_to_crop(cloaked, face.matrix, size).astype(np.float32)
+        out.append(CloakedPhoto(source, cloaked, face.crop, crop, image_metrics(face.crop, crop)["dssim"],
+                                image_metrics(photo, cloaked)))
+    return out, time.perf_counter() - start
+
+
+def cloak_metrics(cloaked: Sequence[CloakedPhoto], seconds: float) -> dict[str, float]:
+    """Perceptual cost and speed of a cloaking run, as every scenario that uploads cloaked photos reports them."""
+    if not cloaked:
+        return {"dssim": float("nan"), "photo_dssim": float("nan"), "psnr": float("nan"), "linf": float("nan"),
+                "sec_per_image": float("nan")}
+    return {
+        "dssim": float(np.mean([c.crop_dssim for c in cloaked])),
+        "photo_dssim": float(np.mean([c.photo_metrics["dssim"] for c in cloaked])),
+        "psnr": float(np.mean([c.photo_metrics["psnr"] for c in cloaked])),
+        "linf": float(np.max([c.photo_metrics["linf"] for c in cloaked])),
+        "sec_per_image": seconds / len(cloaked),
+    }

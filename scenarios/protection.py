@@ -4,6 +4,9 @@ Per protected user, one at a time: their training photos are replaced by cloaked
 some clean), the tracker is trained on every training photo, and queried with the user's clean test photos.
 Protection success rate (PSR) = 1 - top-1 accuracy on those queries; the tracker's accuracy on the other
 identities' test photos shows it still works.
+
+``Protection`` is the registered ``Scenario`` (what campaigns run); ``ProtectionBench`` is the protocol over one
+dataset with its costly parts cached, for code that drives the protocol directly (benchmarks, tests).
 """
 
 from __future__ import annotations
@@ -16,11 +19,26 @@ from typing import Any, cast
 import numpy as np
 
 from fawkes_eval.align import TEMPLATES, FaceAligner, LazyPhotos
+from fawkes_eval.components import declared_by
 from fawkes_eval.data import Split
 from fawkes_eval.metrics import RateCI, hierarchical_bootstrap, topk_hits
-from fawkes_eval.types import CloakGenerator, Countermeasure, DifferentiableExtractor, ExtractorInfo, FeatureExtractor, Tracker
+from fawkes_eval.types import (
+    CellCost,
+    CloakExample,
+    CloakGenerator,
+    Countermeasure,
+    DifferentiableExtractor,
+    ExtractorInfo,
+    FeatureExtractor,
+    PreparedCloaks,
+    ReportColumn,
+    ScenarioCell,
+    ScenarioData,
+    ScenarioResult,
+    Tracker,
+)
 from recognizers.trackers import CalibratedTracker, FaceTracker
-from scenarios.photos import CloakedPhoto, EmbeddingCache, cloak_photos
+from scenarios.photos import CloakedPhoto, EmbeddingCache, cloak_metrics, cloak_photos, substitute_photos
 
 # Which photos a countermeasure transforms: the tracker's training uploads, its queries, or both.
 COUNTERMEASURE_SIDES = ("uploads", "queries", "both")
@@ -67,9 +85,10 @@ def evaluate_protection(
 ) -> ProtectionOutcome:
     """Run the protocol. ``clean``: (N, D) embeddings of every record (or any per-record array a tracker takes,
     such as aligned faces); ``cloaked``: record index -> embedding of its cloaked version, for every training
-    record of every protected user. ``queries``: what the tracker is queried with per record (default ``clean``;
-    differs when a countermeasure transforms queries). ``views``: further (clean, cloaked) training copies, e.g.
-    the same photos through augmentations (robust training); the tracker trains on all of them.
+    record of every protected user (a record missing from it is uploaded clean). ``queries``: what the tracker is
+    queried with per record (default ``clean``; differs when a countermeasure transforms queries). ``views``:
+    further (clean, cloaked) training copies, e.g. the same photos through augmentations (robust training); the
+    tracker trains on all of them.
 
     A ``CalibratedTracker`` (enroll-and-search) sets its threshold on the clean training embeddings, before any
     protected user's photos are replaced by cloaked ones."""
@@ -93,7 +112,7 @@ def evaluate_protection(
         for view_clean, view_cloaked in ((clean, cloaked), *views):
             x_view = view_clean[train_idx].copy()
             for i in user_train:
-                if i not in leaked:
+                if i not in leaked and i in view_cloaked:  # a photo another tool left without a copy stays clean
                     x_view[position[i]] = view_cloaked[i]
             x_views.append(x_view)
         tracker = make_tracker()
@@ -123,7 +142,7 @@ def evaluate_protection(
 
 
 
-class ProtectionScenario:
+class ProtectionBench:
     """The protocol over one dataset, with what is costly computed once and reused across cells.
 
     Cloaked photos are kept per (cloak, seed) and embeddings per victim (by pixel content), so a grid of
@@ -148,6 +167,7 @@ class ProtectionScenario:
         self.aligner = aligner
         self.config = config or ProtectionConfig()
         self._cloaked: dict[tuple[str, str, int, tuple[str, ...]], tuple[dict[int, CloakedPhoto], float]] = {}
+        self.missing_copies: dict[tuple[str, str, int, tuple[str, ...]], list[str]] = {}  # whole-photo cloaks
         self._embedders: dict[str, EmbeddingCache] = {}
         # the untransformed dataset's embeddings per extractor: every cell with that victim reuses them, so the
         # photos (read from disk on access) are decoded and hashed once per victim, not once per cell
@@ -156,15 +176,26 @@ class ProtectionScenario:
     def cloak_users(
         self, generator: CloakGenerator, split: Split, protected: list[str], seed: int
     ) -> tuple[dict[int, CloakedPhoto], float]:
-        """Cloak every training photo of the protected users; returns them by record index, and seconds."""
+        """Cloak every training photo of the protected users; returns them by record index, and seconds.
+
+        A generator that declared ``per_user`` is told each photo's user (one target per user); one that declared
+        ``whole_photos`` (another tool's files) replaces each photo by its copy, and a photo without a copy stays
+        clean (listed in ``missing_copies``)."""
         # generators of one name differ in surrogates and configuration, so those are part of the key
         key = (generator.name, json.dumps(generator.params(), sort_keys=True, default=str), seed, tuple(protected))
         if key not in self._cloaked:
             indices = [i for user in protected for i in split.train[user]]
-            cloaked, seconds = cloak_photos(
-                generator, self.aligner, [self.photos[i] for i in indices], [self.sources[i] for i in indices], seed
-            )
-            self._cloaked[key] = (dict(zip(indices, cloaked, strict=True)), seconds)
+            photos, sources = [self.photos[i] for i in indices], [self.sources[i] for i in indices]
+            declared = declared_by(generator)
+            if declared.get("whole_photos"):
+                found, seconds = substitute_photos(generator, self.aligner, photos, sources)
+                self.missing_copies[key] = [s for s, c in zip(sources, found, strict=True) if c is None]
+                cloaked = {i: c for i, c in zip(indices, found, strict=True) if c is not None}
+            else:
+                users = [self.identities[i] for i in indices] if declared.get("per_user") else None
+                made, seconds = cloak_photos(generator, self.aligner, photos, sources, seed, users)
+                cloaked = dict(zip(indices, made, strict=True))
+            self._cloaked[key] = (cloaked, seconds)
         return self._cloaked[key]
 
     def embedder(self, extractor: FeatureExtractor) -> EmbeddingCache:
@@ -185,6 +216,7 @@ class ProtectionScenario:
         countermeasure: Countermeasure | None = None,
         side: str = "uploads",
         augmentations: Sequence[Countermeasure] = (),
+        config: ProtectionConfig | None = None,
     ) -> ProtectionOutcome:
         """The protocol for one (cloak, victim, tracker) cell.
 
@@ -192,7 +224,7 @@ class ProtectionScenario:
         as the tracker cannot tell them apart), its queries (``"queries"``) or both, before it embeds them.
         ``augmentations`` is robust training: the tracker also trains on its training photos through each of
         these transforms (see ``scenarios.robust``). A ``FaceTracker`` (end-to-end fine-tuning) is bound to
-        ``extractor`` and given aligned faces instead of embeddings.
+        ``extractor`` and given aligned faces instead of embeddings. ``config`` replaces this bench's for the call.
         """
         if side not in COUNTERMEASURE_SIDES:
             raise ValueError(f"side must be one of {', '.join(COUNTERMEASURE_SIDES)}, got {side!r}")
@@ -207,7 +239,7 @@ class ProtectionScenario:
         queries = clean if query is upload else self._represent(cache, {}, query, seed)[0]
         views = [self._represent(cache, cloaked, transform, seed) for transform in augmentations]
         return evaluate_protection(
-            factory, clean, self.identities, split, cloaked_emb, protected, self.config, seed,
+            factory, clean, self.identities, split, cloaked_emb, protected, config or self.config, seed,
             queries=queries, views=views,
         )
 
@@ -233,6 +265,79 @@ class ProtectionScenario:
             return clean, {}
         cloaked_emb = cache.embed(cloaked_photos, [cloaked[i].source for i in order], originals)
         return clean, dict(zip(order, cloaked_emb, strict=True))
+
+
+@dataclass(frozen=True)
+class ProtectionScenarioConfig:
+    """Options of the protection scenario in a campaign (``{name: protection, ...}``): none beyond the grid's
+    leak ratio and the protocol section's top-k and bootstrap resamples."""
+
+
+class Protection:
+    """Fawkes' protection protocol as a campaign scenario (``grid.scenarios: [protection]``).
+
+    Uploads: the protected users' training photos, cloaked (a leak ratio keeps some clean). A tracker trains on
+    every training photo and is queried with the users' clean test photos. Headline: PSR, with per-query outcomes
+    (True = the tracker missed that clean photo). One ``ProtectionBench`` per dataset keeps cloaked photos and
+    embeddings across the cells it serves.
+    """
+
+    name = "protection"
+    headline = "psr"
+    columns = (
+        ReportColumn("psr", "PSR [95% CI]"),
+        ReportColumn("top5", "top-5 PSR"),
+        ReportColumn("others_acc", "others' acc"),
+        ReportColumn("dssim", "DSSIM", ".4f"),
+        ReportColumn("psnr", "PSNR dB"),
+        ReportColumn("sec_per_image", "s/img"),
+    )
+
+    def __init__(self, config: ProtectionScenarioConfig | None = None) -> None:
+        self.config = config or ProtectionScenarioConfig()
+        self._benches: dict[str, ProtectionBench] = {}
+
+    def bench(self, data: ScenarioData) -> ProtectionBench:
+        if data.name not in self._benches:
+            self._benches[data.name] = ProtectionBench(data.photos, list(data.sources), list(data.identities),
+                                                       data.aligner)
+        return self._benches[data.name]
+
+    def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
+        bench = self.bench(data)
+        cloaked, seconds = bench.cloak_users(generator, data.split, list(data.protected), data.seed)
+        first = cloaked[min(cloaked)] if cloaked else None
+        example = None if first is None else CloakExample(
+            first.source, first.crop_clean, np.clip(np.rint(first.crop_cloaked), 0, 255).astype(np.uint8))
+        targets = {t.user: t.target for t in getattr(generator, "last_targets", [])} if declared_by(generator).get(
+            "per_user") else {}
+        key = (generator.name, json.dumps(generator.params(), sort_keys=True, default=str), data.seed,
+               tuple(data.protected))
+        notes: dict[str, Any] = {}
+        if key in bench.missing_copies:
+            notes["photos_without_cloaked_copy"] = bench.missing_copies[key]
+        return PreparedCloaks(len(cloaked), seconds, example, targets, notes)
+
+    def evaluate(self, cell: ScenarioCell) -> ScenarioResult:
+        data = cell.data
+        bench = self.bench(data)
+        protected = list(data.protected)
+        cloaked, seconds = bench.cloak_users(cell.generator, data.split, protected, data.seed)
+        outcome = bench.evaluate(
+            cloaked, cell.victim, cell.make_tracker, data.split, protected, data.seed,
+            countermeasure=cell.countermeasure, side=cell.side,
+            config=ProtectionConfig(leak_ratio=cell.leak_ratio, topk=cell.topk, n_boot=cell.n_boot),
+        )
+        metrics = {"psr": outcome.psr.value, "psr_ci_low": outcome.psr.low, "psr_ci_high": outcome.psr.high,
+                   "top5": outcome.topk_psr, "others_acc": outcome.others_acc,
+                   **cloak_metrics(list(cloaked.values()), seconds)}
+        provenance = {"n_identities": outcome.n_identities, "n_train": outcome.n_train,
+                      "n_queries": outcome.n_queries}
+        return ScenarioResult(metrics, outcome.per_user, {u: list(m) for u, m in outcome.misses.items()}, provenance)
+
+    def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
+        # every photo once per victim and countermeasure (a transformed photo is a new photo), and the uploads
+        return CellCost(photos_to_cloak=n_protected_train, photos_to_embed=n_images + n_protected_train)
 
 
 class Transformed(LazyPhotos):

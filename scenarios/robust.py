@@ -2,7 +2,7 @@
 
 A tracker that expects cloaks can blunt them by training on transformed copies of every training photo (the
 cloaked uploads included), as data augmentation: features that survive JPEG, blur or rescaling are the ones a
-small cloak perturbs least. ``ProtectionScenario.evaluate(..., augmentations=robust_augmentations())`` runs
+small cloak perturbs least. ``ProtectionBench.evaluate(..., augmentations=robust_augmentations())`` runs
 the protocol that way; ``ProtectionOutcome.n_train`` still counts photos, each seen once per view.
 """
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +152,69 @@ def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- real runner output, shared by the tests of reports, the regression gate and tracking ----------------------
+
+EVIL = "<img src=x onerror=alert(1)>"  # an identity folder name that is also markup: reports must escape it
+
+GATE_CAMPAIGN = """\
+study: gate-tests
+campaign: gate
+datasets:
+  - {name: sample, root: "data:sample"}
+protected:
+  users: ["<img src=x onerror=alert(1)>", Tony_Blair]
+grid:
+  cloaks: [none, fawkes-v1.0:low, fawkes-v1.0:high, noise:high, {name: noise:high, bisection_steps: 12}]
+  surrogates: [dlib-resnet-torch]
+  victims: [dlib-resnet-torch]
+  trackers: [1nn, logreg]
+  countermeasures: [none, jpeg:50]
+protocol:
+  n_boot: 500
+"""
+
+
+class CampaignRun:
+    """One real ``fawkes-eval run`` of a campaign file: its folder, rows, MLflow store and parent run."""
+
+    def __init__(self, folder: Path, results: Path, uri: str, parent: str, rows: list[Any], stdout: str) -> None:
+        self.folder, self.results, self.uri, self.parent, self.rows, self.stdout = folder, results, uri, parent, rows, stdout
+
+    def row(self, **cell: Any) -> Any:
+        """The one row whose cell has these values (a name without ``:mode`` matches any mode)."""
+        found = [r for r in self.rows if all(r.cell.get(k) == v for k, v in cell.items())]
+        assert len(found) == 1, f"{len(found)} rows match {cell}"
+        return found[0]
+
+
+def run_campaign_file(folder: Path, text: str, name: str = "campaign.yaml") -> CampaignRun:
+    """Write ``text`` beside a copy of the bundled sample (``data:sample``, Laura_Bush renamed to ``EVIL``) and run
+    it with the CLI in a fresh process: its own cache, its own sqlite MLflow store."""
+    from fawkes_eval.results import read_rows
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = folder / "data" / "sample"
+    if not sample.exists():
+        shutil.copytree(DEMO_DATA, sample)
+        (sample / "Laura_Bush").rename(sample / EVIL)
+    (folder / name).write_text(text.replace('datasets:', 'roots:\n  data: data\ndatasets:', 1))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "FAWKES_EVAL_CACHE": str(folder / "cache")}
+    done = subprocess.run([sys.executable, "-m", "fawkes_eval.cli", "run", name], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parent = re.search(r"parent run ([0-9a-f]{32})", done.stdout)
+    assert parent is not None, done.stdout[-2000:]
+    campaign = re.search(r"^campaign: (\S+)", text, re.M)
+    assert campaign is not None
+    results = folder / "fawkes-eval-out" / campaign.group(1)
+    return CampaignRun(folder, results, uri, parent.group(1), read_rows(results / "results.json"), done.stdout)
+
+
+@pytest.fixture(scope="session")
+def gate_run(tmp_path_factory: pytest.TempPathFactory) -> CampaignRun:
+    """The gate campaign once: clean baseline, Fawkes low and high white-box, the noise control (twice, the second
+    with another bisection budget), 1-NN and logistic regression, with and without JPEG 50 on the uploads."""
+    return run_campaign_file(tmp_path_factory.mktemp("gate"), GATE_CAMPAIGN)

@@ -24,7 +24,7 @@ protected:
   users: [Laura_Bush]
 grid:
   cloaks: [fawkes-v1.0:low, noise:low]
-  surrogates: [dlib-resnet-torch, [dlib-resnet-torch, mobileface]]
+  surrogates: [dlib-resnet-torch, [hse-faceres, hse-faceres-deep]]
   victims: [dlib-resnet, mobileface]
   trackers: [1nn]
   leak_ratios: [0.0, 0.25]
@@ -41,11 +41,15 @@ def write(tmp_path: Path, text: str, name: str = "campaign.yaml") -> Path:
 
 
 def test_valid_campaign_expands_to_the_full_grid(tmp_path: Path) -> None:
+    load_rooms()
     campaign = load_campaign(write(tmp_path, VALID))
     cells = campaign.cells()
-    assert len(cells) == 2 * 2 * 2 * 1 * 1 * 2 * 3
+    # fawkes-v1.0:low once per surrogate set, the noise control (no surrogates) once: 3 x victims x leaks x seeds
+    assert len(cells) == 3 * 2 * 1 * 2 * 3
     assert len({(c.cloak, c.surrogates, c.victim, c.leak_ratio, c.seed) for c in cells}) == len(cells)
-    assert campaign.grid.surrogates == (("dlib-resnet-torch",), ("dlib-resnet-torch", "mobileface"))
+    assert {c.surrogates for c in cells if c.cloak.name == "noise:low"} == {()}
+    assert {c.scenario.name for c in cells} == {"protection"}  # the default scenario axis
+    assert campaign.grid.surrogates == (("dlib-resnet-torch",), ("hse-faceres", "hse-faceres-deep"))
     assert campaign.protected.users == ("Laura_Bush",)
     assert campaign.datasets[0].root.is_dir() and campaign.datasets[0].root.is_absolute()
     # cells sharing a cloaking run are adjacent, so a local run cloaks each group once
@@ -129,15 +133,99 @@ def test_validate_and_dry_run_list_cells_and_cost(tmp_path: Path, capsys: pytest
     path = write(tmp_path, VALID)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "48 cells = 1 dataset x 3 seeds x 2 cloaks x 2 surrogate sets x 2 victims x 1 tracker" in out
-    assert out.count("  cell  ") == 48 and "estimate: 48 cell(s) to run: 12 cloaking run(s)" in out
+    assert "36 cells from 1 dataset x 3 seeds x 1 scenario x 2 cloaks x 2 surrogate sets x 2 victims x 1 tracker" in out
+    assert "(not crossed with the surrogate sets: noise:low)" in out
+    assert out.count("  cell  ") == 36 and "estimate: 36 cell(s) to run: 9 cloaking run(s)" in out
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("  todo  ") == 48
+    assert out.count("  todo  ") == 36
     assert not (tmp_path / "fawkes-eval-out").exists() and not (tmp_path / "mlflow.db").exists()  # nothing ran
     bad = write(tmp_path, VALID.replace("noise:low", "noise:loud"), "bad.yaml")
     assert main(["validate", str(bad)]) == 2
     assert "bad.yaml:9: grid.cloaks[1]: cloak 'noise' has no mode 'loud'" in capsys.readouterr().err
+
+
+def test_validate_refuses_surrogate_sets_a_cloak_cannot_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fawkes optimises one aligned crop: surrogates of two templates pass the schema but would fail every cell."""
+    mixed = write(tmp_path, VALID.replace("[hse-faceres, hse-faceres-deep]", "[mobileface, hse-faceres]"))
+    assert main(["validate", str(mixed)]) == 2
+    err = capsys.readouterr().err
+    assert f"{mixed}:10: grid.surrogates[1]: with grid.cloaks[0] (fawkes-v1.0:low)" in err
+    assert "mobileface (arcface-112), hse-faceres (arcface-224)" in err
+    not_differentiable = write(tmp_path, VALID.replace("[hse-faceres, hse-faceres-deep]", "[dlib-resnet]"), "nd.yaml")
+    assert main(["validate", str(not_differentiable)]) == 2
+    assert "needs differentiable surrogates; not differentiable: dlib-resnet" in capsys.readouterr().err
+
+
+def test_grid_entries_take_options_checked_against_the_components_config(tmp_path: Path) -> None:
+    from fawkes_eval.plan import plan_campaign
+
+    load_rooms()
+    with_options = VALID.replace("cloaks: [fawkes-v1.0:low, noise:low]",
+                                 "cloaks: [fawkes-v1.0:low, {name: fawkes-v1.0:low, steps: 7}, noise:low]")
+    campaign = load_campaign(write(tmp_path, with_options))
+    check_components(campaign)
+    plan = plan_campaign(campaign)
+    configs = [t.config for t in plan.tasks if t.config["cloak"] == "fawkes-v1.0:low"]
+    assert {json_key(c["cloak_options"]) for c in configs} == {"{}", '{"steps": 7}'}
+    assert len({t.key for t in plan.tasks}) == len(plan.tasks)  # the options enter the cell key
+    assert any("fawkes-v1.0:low{steps=7}" in t.label for t in plan.tasks)
+    # an unknown option names the file, the line and what the component takes
+    typo = load_campaign(write(tmp_path, with_options.replace("steps: 7", "stepz: 7"), "typo.yaml"))
+    with pytest.raises(CampaignError, match=r"typo.yaml:9: grid.cloaks\[1\]: cloak 'fawkes-v1.0:low': unknown "
+                                            r"option\(s\) stepz; its options: th, steps, lr"):
+        check_components(typo)
+    # a value the config refuses
+    refused = load_campaign(write(tmp_path, with_options.replace("steps: 7", "steps: 0"), "refused.yaml"))
+    with pytest.raises(CampaignError, match=r"refused.yaml:9: .*FawkesV1Config.steps must be an integer >= 1"):
+        check_components(refused)
+    # a component without a config takes no options
+    no_options = load_campaign(write(tmp_path, VALID.replace("trackers: [1nn]", "trackers: [{name: 1nn, k: 3}]"),
+                                     "tracker.yaml"))
+    with pytest.raises(CampaignError, match=r"grid.trackers\[0\]: tracker '1nn' takes no options, got: k"):
+        check_components(no_options)
+
+
+def json_key(options: object) -> str:
+    import json
+
+    return json.dumps(options, sort_keys=True)
+
+
+def test_external_entries_take_confined_folders(tmp_path: Path) -> None:
+    load_rooms()
+    for folder in ("data/clean", "data/cloaked"):
+        (tmp_path / folder).mkdir(parents=True)
+    text = "roots:\n  data: data\n" + VALID.replace(
+        "cloaks: [fawkes-v1.0:low, noise:low]",
+        'cloaks: [{name: external, clean_dir: "data:clean", cloaked_dir: "data:cloaked"}]')
+    campaign = load_campaign(write(tmp_path, text))
+    check_components(campaign)
+    options = campaign.grid.cloaks[0].options_dict()
+    assert options == {"clean_dir": str(tmp_path / "data/clean"), "cloaked_dir": str(tmp_path / "data/cloaked")}
+    assert {c.surrogates for c in campaign.cells()} == {()}  # another tool's cloak uses none of our surrogates
+    escape = text.replace('"data:cloaked"', '"data:../../etc"')
+    with pytest.raises(CampaignError, match=r"grid.cloaks\[0\].cloaked_dir: .* outside its root"):
+        load_campaign(write(tmp_path, escape, "escape.yaml"))
+    missing = load_campaign(write(tmp_path, text.replace('"data:cloaked"', '"data"').replace(
+        '"data:clean"', '"nowhere"'), "missing.yaml"))
+    with pytest.raises(CampaignError, match=r"grid.cloaks\[0\]: cloak 'external': .*clean_dir: 'nowhere' is not a "
+                                            r"directory"):
+        check_components(missing)
+
+
+def test_scenarios_axis_and_its_protocol_alias(tmp_path: Path) -> None:
+    load_rooms()
+    alias = load_campaign(write(tmp_path, VALID.replace("protocol:\n", "protocol:\n  scenario: protection\n")))
+    axis = load_campaign(write(tmp_path, VALID.replace("grid:\n", "grid:\n  scenarios: [protection]\n"), "axis.yaml"))
+    assert alias.grid.scenarios == axis.grid.scenarios and alias.fingerprint() == axis.fingerprint()
+    both = VALID.replace("grid:\n", "grid:\n  scenarios: [protection]\n").replace("protocol:\n",
+                                                                                  "protocol:\n  scenario: protection\n")
+    with pytest.raises(CampaignError, match="give grid.scenarios or protocol.scenario"):
+        load_campaign(write(tmp_path, both, "both.yaml"))
+    unknown = load_campaign(write(tmp_path, VALID.replace("grid:\n", "grid:\n  scenarios: [stalking]\n"), "u.yaml"))
+    with pytest.raises(CampaignError, match=r"u.yaml:9: grid.scenarios\[0\]: unknown scenario 'stalking'"):
+        check_components(unknown)
 
 
 def test_array_store_verifies_what_it_reads(tmp_path: Path) -> None:

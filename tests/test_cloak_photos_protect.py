@@ -1,9 +1,9 @@
 """Photos written by the ``cloak`` verb protect as the campaigns' own cloaks do (issue 17).
 
 Real LFW photos, real dlib-resnet-torch surrogate, fawkes-v1.0:high: the verb's files are read back from disk and
-audited through the protection scenario as ``external`` cloaks (white-box victim, 1-NN), beside the campaign
-path's cloaks of the same users and photos; Fawkes v1.0's square-crop merge is still there, and the feature
-change after re-alignment that its report gives is lower.
+audited as ``external`` cloaks through ``ProtectionBench`` (the Python API of the protection scenario; white-box
+victim, 1-NN), beside the campaign path's cloaks of the same users and photos; Fawkes v1.0's square-crop merge
+is still there, and the feature change after re-alignment that its report gives is lower.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fawkes_eval.data import Split, load_dataset, split_dataset
 from fawkes_eval.registry import CLOAKS, EXTRACTORS, TRACKERS
 from fawkes_eval.rooms import load_rooms
 from fawkes_eval.types import CloakGenerator, DifferentiableExtractor
-from scenarios.protection import ProtectionConfig, ProtectionScenario
+from scenarios.protection import ProtectionBench, ProtectionConfig
 
 load_rooms()
 IDENTITIES, PHOTOS = 8, 10  # 7 training / 3 test photos per identity (fawkes-v1.0:high is ~30 s a face on one core)
@@ -34,7 +34,7 @@ class Setup:
     work: Path
     clean_dir: Path  # the protected users' training photos, as the user has them
     split: Split
-    scenario: ProtectionScenario
+    scenario: ProtectionBench
     surrogate: DifferentiableExtractor
     generator: CloakGenerator
 
@@ -58,7 +58,7 @@ def setup(lfw_root: Path, aligner: FaceAligner, tmp_path_factory: pytest.TempPat
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(dataset.records[i].path, target)
     sources = [str(r.path) for r in dataset.records]
-    scenario = ProtectionScenario(PhotoFiles(sources), sources, [r.identity for r in dataset.records], aligner,
+    scenario = ProtectionBench(PhotoFiles(sources), sources, [r.identity for r in dataset.records], aligner,
                                   ProtectionConfig(n_boot=200))  # fmt: skip
     surrogate = EXTRACTORS.create("dlib-resnet-torch")
     assert isinstance(surrogate, DifferentiableExtractor)

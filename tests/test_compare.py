@@ -1,11 +1,15 @@
-"""The regression gate: pairing, differences with CIs, tolerances and the exit status, on crafted and real rows."""
+"""The regression gate: pairing, differences with CIs, tolerances and the exit status, on the runner's own rows
+(``gate_run`` in conftest: a real campaign on the bundled sample). Where a test needs a second cloak version it
+relabels real rows, so the rows keep exactly the shape the runner writes."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import CampaignRun
 
 from fawkes_eval.cli import main
 from fawkes_eval.results import ResultRow, write_rows
@@ -21,69 +25,78 @@ from reports.compare import (
 )
 
 
-def row(cloak: str, victim: str = "dlib-resnet", psr: float = 0.9, half_width: float = 0.05, dssim: float = 0.010,
-        tracker: str = "1nn", seed: int = 0, params: str = "{}") -> ResultRow:
-    metrics = {"psr": psr, "psr_ci_low": max(0.0, psr - half_width), "psr_ci_high": min(1.0, psr + half_width),
-               "top5": psr, "others_acc": 0.98, "dssim": dssim, "psnr": 40.0, "sec_per_image": 1.0}
-    cell = {"scenario": "protection", "cloak": cloak, "victim": victim, "tracker": tracker, "countermeasure": "none",
-            "seed": seed, "cloak_params": params}
-    return ResultRow(cell, metrics, {"Tony_Blair": psr}, {"dataset": "lfw_sample"})
+def as_version(rows: list[ResultRow], version: str) -> list[ResultRow]:
+    """The same rows under another cloak version's name (``fawkes-v1.0`` -> ``version``)."""
+    return [replace(r, cell={**r.cell, "cloak": r.cell["cloak"].replace("fawkes-v1.0", version)}) for r in rows]
 
 
-def versions(early: dict[str, float], current: dict[str, float],
-             half_width: float = 0.05) -> tuple[list[ResultRow], list[ResultRow]]:
-    """Rows of fawkes-v1.0-early and fawkes-v1.0 at the same modes; values are PSRs per mode."""
-    base = [row(f"fawkes-v1.0-early:{mode}", psr=psr, half_width=half_width) for mode, psr in early.items()]
-    cand = [row(f"fawkes-v1.0:{mode}", psr=psr, half_width=half_width) for mode, psr in current.items()]
-    return base, cand
+def cloak_rows(run: CampaignRun, cloak: str, **cell: object) -> list[ResultRow]:
+    return [r for r in run.rows if r.cell["cloak"] == cloak and all(r.cell.get(k) == v for k, v in cell.items())]
 
 
-def test_cloak_versions_pair_mode_by_mode() -> None:
-    base, cand = versions({"low": 0.2, "mid": 0.9}, {"low": 0.25, "mid": 0.95})
+@pytest.mark.slow
+def test_cloak_versions_pair_mode_by_mode(gate_run: CampaignRun) -> None:
+    fawkes = [r for r in gate_run.rows if r.cell["cloak"].startswith("fawkes-v1.0:")]
+    base, cand = as_version(fawkes, "fawkes-v1.0-early"), fawkes
     assert compared_axes(base, cand) == ("cloak",)
     result = compare_rows(base, cand, Tolerances())
     pairs = {(c.baseline.cell["cloak"], c.candidate.cell["cloak"]) for c in result.cells}
-    assert pairs == {("fawkes-v1.0-early:low", "fawkes-v1.0:low"), ("fawkes-v1.0-early:mid", "fawkes-v1.0:mid")}
-    assert not result.failed and not result.only_baseline and not result.only_candidate
+    assert pairs == {("fawkes-v1.0-early:low", "fawkes-v1.0:low"), ("fawkes-v1.0-early:high", "fawkes-v1.0:high")}
+    assert len(result.cells) == 8 and not result.failed and not result.only_baseline and not result.only_candidate
+    assert all(c.paired and c.psr == (0.0, 0.0, 0.0) for c in result.cells)  # the same outcomes: no difference
 
 
-def test_significant_protection_drop_fails_and_noise_does_not() -> None:
-    base, cand = versions({"mid": 0.9}, {"mid": 0.5}, half_width=0.05)
-    result = compare_rows(base, cand, Tolerances(max_psr_drop=0.1))
-    (cell,) = result.cells
+@pytest.mark.slow
+def test_significant_protection_drop_fails_and_tolerance_and_significance_decide(gate_run: CampaignRun) -> None:
+    high = cloak_rows(gate_run, "fawkes-v1.0:high", tracker="1nn", countermeasure="none")
+    low = [replace(r, cell={**r.cell, "cloak": "fawkes-v1.0:high"})  # as if a new release of high were as weak as low
+           for r in cloak_rows(gate_run, "fawkes-v1.0:low", tracker="1nn", countermeasure="none")]
+    (cell,) = compare_rows(high, low, Tolerances(max_psr_drop=0.1)).cells
+    drop = cell.candidate.metrics["psr"] - cell.baseline.metrics["psr"]
+    assert drop < -0.1 and cell.paired and cell.psr[0] == pytest.approx(drop) and cell.psr[2] < 0.0
     assert cell.failures == (PROTECTION_DROP,)
-    assert cell.psr[0] == pytest.approx(-0.4) and cell.psr[1] < -0.4 < cell.psr[2] < 0.0
-
-    noisy_base, noisy_cand = versions({"mid": 0.9}, {"mid": 0.7}, half_width=0.3)  # CIs overlap widely
-    assert not compare_rows(noisy_base, noisy_cand, Tolerances(max_psr_drop=0.1)).failed
-    assert compare_rows(noisy_base, noisy_cand, Tolerances(max_psr_drop=0.1, require_significance=False)).failed
-    assert not compare_rows(base, cand, Tolerances(max_psr_drop=0.5)).failed  # within a generous tolerance
-
-
-def test_distortion_rise_beyond_tolerance_fails() -> None:
-    base = [row("fawkes-v1.0-early:mid", dssim=0.010)]
-    cand = [row("fawkes-v1.0:mid", dssim=0.012)]
-    assert compare_rows(base, cand, Tolerances(max_dssim_rise=0.001)).cells[0].failures == (DISTORTION_RISE,)
-    assert not compare_rows(base, cand, Tolerances(max_dssim_rise=0.005)).failed
-    assert not compare_rows(cand, base, Tolerances(max_dssim_rise=0.001)).failed  # less distortion is fine
+    assert not compare_rows(high, low, Tolerances(max_psr_drop=1.0)).failed  # within a generous tolerance
+    # the noise control against the clean baseline: a PSR change inside its CI is not significant
+    none = cloak_rows(gate_run, "none", tracker="1nn", countermeasure="none")
+    noise = [r for r in cloak_rows(gate_run, "noise:high", tracker="1nn", countermeasure="none") if not r.cell["cloak_options"]]
+    (control,) = compare_rows(none, noise, Tolerances(max_psr_drop=0.0, max_dssim_rise=1.0)).cells
+    assert control.psr[1] <= 0.0 <= control.psr[2] and not control.failures
 
 
-def test_same_cloak_with_changed_parameters_is_flagged() -> None:
-    result = compare_rows([row("fawkes-v1.0:mid", params='{"th": 0.01}')], [row("fawkes-v1.0:mid", params='{"th": 0.012}')],
-                          Tolerances())
-    assert result.by == () and result.cells[0].notes == ("same cloak name, different parameters",)
+@pytest.mark.slow
+def test_distortion_rise_beyond_tolerance_fails(gate_run: CampaignRun) -> None:
+    low = cloak_rows(gate_run, "fawkes-v1.0:low", tracker="1nn", countermeasure="none")
+    high = cloak_rows(gate_run, "fawkes-v1.0:high", tracker="1nn", countermeasure="none")
+    rise = high[0].metrics["dssim"] - low[0].metrics["dssim"]
+    assert rise > 0.005  # high spends a DSSIM budget of 0.017, low one of 0.004
+    by = ("cloak",)
+    assert compare_rows(low, high, Tolerances(max_dssim_rise=0.001, max_psr_drop=1.0), by=by).cells[0].failures == (
+        DISTORTION_RISE,)
+    assert not compare_rows(low, high, Tolerances(max_dssim_rise=rise + 0.001), by=by).failed
+    assert not compare_rows(high, low, Tolerances(max_dssim_rise=0.001, max_psr_drop=1.0), by=by).failed  # less is fine
 
 
-def test_unpaired_and_ambiguous_cells() -> None:
-    base = [row("a:mid"), row("a:mid", victim="mobileface")]
-    cand = [row("b:mid")]
+@pytest.mark.slow
+def test_unpaired_and_ambiguous_cells(gate_run: CampaignRun) -> None:
+    base = cloak_rows(gate_run, "fawkes-v1.0:low", countermeasure="none")  # 1nn and logreg
+    cand = cloak_rows(gate_run, "fawkes-v1.0:high", countermeasure="none", tracker="1nn")
     result = compare_rows(base, cand, Tolerances())
-    assert len(result.cells) == 1 and [r.cell["victim"] for r in result.only_baseline] == ["mobileface"]
+    assert len(result.cells) == 1 and [r.cell["tracker"] for r in result.only_baseline] == ["logreg"]
     assert "Only in the baseline" in comparison_markdown(result)
     with pytest.raises(ValueError, match="no cell axis named clok; the axes are: cloak"):
         compare_rows(base, cand, Tolerances(), by=("clok",))
     with pytest.raises(ValueError, match="candidate: two cells pair as the same cell"):
-        compare_rows(base, [row("b:mid"), row("c:mid")], Tolerances(), by=("cloak",))
+        compare_rows(base, cloak_rows(gate_run, "fawkes-v1.0:high", countermeasure="none"), Tolerances(),
+                     by=("cloak", "tracker"))
+
+
+@pytest.mark.slow
+def test_rows_of_other_users_fall_back_to_independent_intervals(gate_run: CampaignRun) -> None:
+    """Cells measured on other users cannot be paired query by query; the verdict says so."""
+    base = cloak_rows(gate_run, "fawkes-v1.0:high", tracker="1nn", countermeasure="none")
+    other = [replace(r, outcomes={"Someone_Else": next(iter(r.outcomes.values()))}) for r in base]
+    (cell,) = compare_rows(base, other, Tolerances()).cells
+    assert not cell.paired and "not the same users and queries: CI from the two cells' intervals" in cell.notes
 
 
 def test_difference_ci_and_paired_bootstrap() -> None:
@@ -97,56 +110,25 @@ def test_difference_ci_and_paired_bootstrap() -> None:
         paired_bootstrap([0.1], [0.1, 0.2])
 
 
-def test_cli_exit_codes_on_crafted_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base, cand = versions({"low": 0.3, "mid": 0.95}, {"low": 0.3, "mid": 0.40}, half_width=0.05)
-    one_file = tmp_path / "both.json"
-    write_rows(base + cand, one_file)
-    write_rows(base, tmp_path / "base.json")
-    write_rows(cand, tmp_path / "cand.json")
-    verdicts = tmp_path / "verdicts.json"
-    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "cand.json"), "--json", str(verdicts)]) == 1
-    out = capsys.readouterr().out
-    assert "PROTECTION DROP" in out and "Verdict: FAIL: 1 of 2" in out
-    saved = json.loads(verdicts.read_text())
-    assert saved["failed"] and saved["by"] == ["cloak"] and [c["failures"] for c in saved["cells"]] == [[], [PROTECTION_DROP]]
-    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == 0
-    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "cand.json"), "--max-psr-drop", "0.6"]) == 0
-    filtered = ["compare", str(one_file), str(one_file), "--baseline-filter", "cloak=fawkes-v1.0-early",
-                "--candidate-filter", "cloak=fawkes-v1.0"]
-    assert main(filtered) == 1
-    assert main([*filtered, "--by", "victim"]) == 2  # the cloak axis then has to match: nothing pairs
-    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "nowhere.json")]) == 2
-    assert "nowhere.json: no such file" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def real_audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """A real audit (bundled LFW sample, dlib-resnet, 1-NN) of the noise control at two strengths."""
-    from fawkes_eval.runner import DEMO_DATA, AuditConfig, run_audit
-
-    tmp = tmp_path_factory.mktemp("real-audit")
-    mp = pytest.MonkeyPatch()
-    uri = f"sqlite:///{tmp / 'store.db'}"
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.setenv("FAWKES_EVAL_CACHE", str(tmp / "cache"))
-    config = AuditConfig(data=str(DEMO_DATA), protected_users=("Laura_Bush",), cloaks=("noise:low", "noise:high"),
-                         victims=("dlib-resnet",), trackers=("1nn",), n_boot=200, experiment="compare-test", name="noise")
-    outcome = run_audit(config, tmp / "out")
-    mp.undo()
-    return outcome.out_dir / "results.json", uri, outcome.parent_run_id
-
-
 @pytest.mark.slow
-def test_gate_on_real_rows(real_audit: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
-    results, uri, parent = real_audit
-    low = ["--baseline-filter", "cloak=noise:low"]
-    high = ["--candidate-filter", "cloak=noise:high"]
-    # noise:high spends a larger DSSIM budget than noise:low: as a candidate it raises distortion
-    assert main(["compare", str(results), str(results), *low, *high]) == 1
-    assert DISTORTION_RISE.upper() in capsys.readouterr().out
-    assert main(["compare", str(results), str(results), *low, *high, "--max-dssim-rise", "1"]) == 0
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert main(["compare", parent, parent]) == 0  # the same campaign from MLflow, every cell paired with itself
+def test_cli_exit_codes_on_runner_files(gate_run: CampaignRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    results = str(gate_run.results / "results.json")
+    high, low = ["--baseline-filter", "cloak=fawkes-v1.0:high"], ["--candidate-filter", "cloak=fawkes-v1.0:low"]
+    verdicts = tmp_path / "verdicts.json"
+    assert main(["compare", results, results, *high, *low, "--json", str(verdicts)]) == 1
     out = capsys.readouterr().out
-    assert "Verdict: PASS: 0 of 2" in out and f"MLflow run {parent}" in out
+    assert "PROTECTION DROP" in out and "paired bootstrap over the same users and query photos" in out
+    saved = json.loads(verdicts.read_text())
+    assert saved["failed"] and saved["by"] == ["cloak"] and len(saved["cells"]) == 4
+    assert main(["compare", results, results, *high, *low, "--max-psr-drop", "1", "--max-dssim-rise", "1"]) == 0
+    assert main(["compare", results, results, *high, *low, "--by", "victim"]) == 2  # the cloak must match: no pair
+    # a results folder, a results file, and the campaign's MLflow parent run are the same source
+    write_rows(gate_run.rows, tmp_path / "copy.json")
+    assert main(["compare", str(gate_run.results), str(tmp_path / "copy.json")]) == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", gate_run.uri)
+    assert main(["compare", gate_run.parent, gate_run.parent]) == 0
+    out = capsys.readouterr().out
+    assert f"Verdict: PASS: 0 of {len(gate_run.rows)}" in out and f"MLflow run {gate_run.parent}" in out
+    assert main(["compare", results, str(tmp_path / "nowhere.json")]) == 2
+    assert "nowhere.json: no such file" in capsys.readouterr().err

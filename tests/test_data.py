@@ -77,7 +77,7 @@ def test_split_is_seeded_and_disjoint(demo_dataset: Dataset) -> None:
 def test_single_photo_identities_are_training_only_distractors(demo_dataset: Dataset) -> None:
     from fawkes_eval.align import PhotoFiles
     from fawkes_eval.campaign import ProtectedSpec
-    from fawkes_eval.runner import PreparedData
+    from fawkes_eval.workspace import PreparedData
 
     by_identity = demo_dataset.by_identity()
     singles = sorted(by_identity)[:3]  # keep one photo of these, all of the others

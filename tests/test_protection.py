@@ -11,16 +11,16 @@ from fawkes_eval.align import FaceAligner, load_photo
 from fawkes_eval.data import Dataset, split_dataset
 from fawkes_eval.registry import CLOAKS, EXTRACTORS, TRACKERS
 from fawkes_eval.rooms import load_rooms
-from scenarios.protection import ProtectionConfig, ProtectionScenario, evaluate_protection
+from scenarios.protection import ProtectionBench, ProtectionConfig, evaluate_protection
 
 load_rooms()
 PROTECTED = ["Hugo_Chavez", "Laura_Bush", "Tiger_Woods"]
 
 
 @pytest.fixture(scope="module")
-def scenario(demo_dataset: Dataset, aligner: FaceAligner) -> ProtectionScenario:
+def scenario(demo_dataset: Dataset, aligner: FaceAligner) -> ProtectionBench:
     photos = [load_photo(r.path) for r in demo_dataset.records]
-    return ProtectionScenario(
+    return ProtectionBench(
         photos, [str(r.path) for r in demo_dataset.records], [r.identity for r in demo_dataset.records], aligner,
         ProtectionConfig(n_boot=500),
     )
@@ -32,7 +32,7 @@ def _tracker(name: str) -> Callable[[], object]:
 
 @pytest.mark.parametrize("tracker", ["1nn", "logreg"])
 def test_without_cloak_psr_is_the_clean_error_rate(
-    demo_dataset: Dataset, scenario: ProtectionScenario, tracker: str
+    demo_dataset: Dataset, scenario: ProtectionBench, tracker: str
 ) -> None:
     victim = EXTRACTORS.create("dlib-resnet")
     split = split_dataset(demo_dataset, seed=0)
@@ -52,7 +52,7 @@ def test_without_cloak_psr_is_the_clean_error_rate(
 
 
 @pytest.mark.slow
-def test_white_box_high_protects_and_noise_does_not(demo_dataset: Dataset, scenario: ProtectionScenario) -> None:
+def test_white_box_high_protects_and_noise_does_not(demo_dataset: Dataset, scenario: ProtectionBench) -> None:
     surrogate = EXTRACTORS.create("dlib-resnet-torch")
     victim = EXTRACTORS.create("dlib-resnet")  # same family as the surrogate: white-box
     split = split_dataset(demo_dataset, seed=0)

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import CampaignRun
 from PIL import Image
 
-from fawkes_eval.align import load_photo
-from fawkes_eval.data import Dataset
-from fawkes_eval.results import ImageExample, ResultRow
+from reports.examples import read_examples
 from reports.html import render_html
+from reports.plots import all_plots
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -161,47 +161,33 @@ def load_page(browser: DevToolsPipe, page: Path) -> tuple[list[str], list[str], 
     return problems, requested, facts, pixels
 
 
-def report_rows() -> list[ResultRow]:
-    """Cells over two cloaks, two victims, and a JPEG countermeasure axis, so every plot is drawn."""
-    rows = []
-    for cloak, strength in (("fawkes-v1.0:mid", 0.9), ("noise:mid", 0.1)):
-        for victim in ("dlib-resnet", "mobileface"):
-            for countermeasure, keep in (("none", 1.0), ("jpeg:75", 0.7), ("jpeg:30", 0.3)):
-                psr = strength * keep
-                metrics = {"psr": psr, "psr_ci_low": max(0, psr - 0.1), "psr_ci_high": min(1, psr + 0.1), "top5": psr / 2,
-                           "others_acc": 0.97, "dssim": 0.012 if cloak.startswith("fawkes") else 0.011, "psnr": 41.0,
-                           "sec_per_image": 1.2}
-                cell = {"cloak": cloak, "victim": victim, "tracker": "1nn", "countermeasure": countermeasure, "seed": 0}
-                provenance = {"dataset": "lfw_sample", "protected_users": [EVIL], "victim_sha256": {"w.dat": "ab" * 32},
-                              "environment": {"python": "3.11", "device": "cpu"}}
-                rows.append(ResultRow(cell, metrics, {EVIL: psr}, provenance))
-    return rows
-
-
-def face_examples(dataset: Dataset) -> list[ImageExample]:
-    """Real LFW photos with a small real change (a +-4 checkerboard), as a cloak would leave."""
-    examples = []
-    for record in dataset.records[:2]:
-        clean = np.asarray(Image.fromarray(load_photo(record.path)).resize((112, 112)))
-        pattern = np.where((np.indices((112, 112)).sum(axis=0) % 2)[..., None] == 0, 4, -4)
-        cloaked = np.clip(clean.astype(int) + pattern, 0, 255).astype(np.uint8)
-        examples.append(ImageExample(f"{EVIL} / {record.path.name}", clean, cloaked))
-    return examples
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("redact", [False, "blur", "omit"])
-def test_report_renders_cleanly_in_chromium(browser: DevToolsPipe, demo_dataset: Dataset, tmp_path: Path,
+def test_report_renders_cleanly_in_chromium(browser: DevToolsPipe, gate_run: CampaignRun, tmp_path: Path,
                                             redact: bool | str) -> None:
-    html = render_html(EVIL, report_rows(), face_examples(demo_dataset), {"source": EVIL},
+    """The runner's own rows and example crops (``gate_run``: a protected user named with markup), under a title
+    that is a script tag."""
+    examples = read_examples(gate_run.results / "examples")
+    html = render_html(EVIL, gate_run.rows, examples, {"source": EVIL},
                        redact=redact, config={"name": EVIL, "cloaks": ["fawkes-v1.0:mid"]})  # type: ignore[arg-type]
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
     problems, requested, facts, pixels = load_page(browser, page)
     assert problems == []
-    assert facts["title"] == EVIL and facts["scripts"] == 0  # the identity's "script" stayed text
-    assert facts["broken"] == 0 and facts["images"] == 4 + (0 if redact == "omit" else 6)  # 4 plots, 2 x 3 faces
+    assert facts["title"] == EVIL and facts["scripts"] == 0  # the title's "script" stayed text
+    n_plots = len(all_plots(gate_run.rows))
+    # the identity named "<img ...>" stayed text too: no extra (broken) image
+    assert facts["broken"] == 0 and facts["images"] == n_plots + (0 if redact == "omit" else 3 * len(examples))
     assert all(url.startswith(("file:", "data:")) for url in requested), requested  # self-contained: no network
     assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1000
     non_white = np.any(pixels < 240, axis=2).mean()
     assert non_white > 0.02, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, plots and photos, not a flat colour
+
+
+@pytest.mark.slow
+def test_campaign_report_renders_cleanly_in_chromium(browser: DevToolsPipe, gate_run: CampaignRun) -> None:
+    """The page the campaign itself wrote, as a person opens it."""
+    problems, requested, facts, _ = load_page(browser, gate_run.results / "report.html")
+    assert problems == [] and facts["scripts"] == 0 and facts["broken"] == 0
+    assert all(url.startswith(("file:", "data:")) for url in requested), requested

@@ -17,7 +17,7 @@ from fawkes_eval.rooms import load_rooms
 from fawkes_eval.types import FeatureExtractor, Tracker
 from recognizers.trackers import CalibratedTracker, FineTuneConfig, FineTuneTracker, NearestNeighbor
 from scenarios.photos import CloakedPhoto
-from scenarios.protection import ProtectionConfig, ProtectionScenario
+from scenarios.protection import ProtectionBench, ProtectionConfig
 from scenarios.robust import robust_augmentations
 
 load_rooms()
@@ -25,8 +25,8 @@ PROTECTED = ["Hugo_Chavez", "Kofi_Annan", "Laura_Bush", "Tiger_Woods", "Winona_R
 
 
 @pytest.fixture(scope="module")
-def scenario(demo_dataset: Dataset, aligner: FaceAligner) -> ProtectionScenario:
-    return ProtectionScenario(
+def scenario(demo_dataset: Dataset, aligner: FaceAligner) -> ProtectionBench:
+    return ProtectionBench(
         [load_photo(r.path) for r in demo_dataset.records], [str(r.path) for r in demo_dataset.records],
         [r.identity for r in demo_dataset.records], aligner, ProtectionConfig(n_boot=500),
     )
@@ -43,7 +43,7 @@ def victim() -> FeatureExtractor:
 
 
 @pytest.fixture(scope="module")
-def uncloaked(scenario: ProtectionScenario, split: Split) -> dict[int, CloakedPhoto]:
+def uncloaked(scenario: ProtectionBench, split: Split) -> dict[int, CloakedPhoto]:
     """'Cloaked' photos that are the clean photos themselves: the protocol without a cloak."""
     empty = np.zeros((1, 1, 3), np.uint8)
     return {i: CloakedPhoto(scenario.sources[i], scenario.photos[i], empty, empty.astype(np.float32), 0.0, {})
@@ -51,7 +51,7 @@ def uncloaked(scenario: ProtectionScenario, split: Split) -> dict[int, CloakedPh
 
 
 @pytest.fixture(scope="module")
-def noise_cloaked(scenario: ProtectionScenario, split: Split) -> dict[int, CloakedPhoto]:
+def noise_cloaked(scenario: ProtectionBench, split: Split) -> dict[int, CloakedPhoto]:
     return scenario.cloak_users(CLOAKS.create("noise:mid", template="dlib-150"), split, PROTECTED, seed=0)[0]
 
 
@@ -59,7 +59,7 @@ def _factory(name: str) -> Callable[[], Tracker]:
     return lambda: TRACKERS.create(name)
 
 
-def _clean_error(scenario: ProtectionScenario, victim: FeatureExtractor, split: Split, tracker: str) -> float:
+def _clean_error(scenario: ProtectionBench, victim: FeatureExtractor, split: Split, tracker: str) -> float:
     """The tracker's error on the protected users' clean test photos when it trains on clean photos only."""
     clean = scenario.embedder(victim).embed(scenario.photos, scenario.sources)
     names = sorted(split.train)
@@ -74,7 +74,7 @@ def _clean_error(scenario: ProtectionScenario, victim: FeatureExtractor, split: 
 
 @pytest.mark.parametrize("tracker", ["1nn", "logreg", "mlp", "enroll-search:1e-2"])
 def test_without_a_cloak_psr_is_the_clean_error_rate(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, uncloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, uncloaked: dict[int, CloakedPhoto],
     tracker: str,
 ) -> None:
     outcome = scenario.evaluate(uncloaked, victim, _factory(tracker), split, PROTECTED, seed=0)
@@ -85,7 +85,7 @@ def test_without_a_cloak_psr_is_the_clean_error_rate(
 
 
 def test_noise_control_stays_near_the_clean_error_rate(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
 ) -> None:
     outcome = scenario.evaluate(noise_cloaked, victim, _factory("1nn"), split, PROTECTED, seed=0)
     assert abs(outcome.psr.value - _clean_error(scenario, victim, split, "1nn")) <= 0.05
@@ -94,7 +94,7 @@ def test_noise_control_stays_near_the_clean_error_rate(
 
 @pytest.mark.parametrize("side", ["uploads", "queries", "both"])
 def test_jpeg_at_quality_100_changes_nothing_measurable(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
     side: str,
 ) -> None:
     plain = scenario.evaluate(noise_cloaked, victim, _factory("logreg"), split, PROTECTED, seed=0)
@@ -105,7 +105,7 @@ def test_jpeg_at_quality_100_changes_nothing_measurable(
 
 
 def test_countermeasure_on_queries_reaches_the_queries(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, uncloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, uncloaked: dict[int, CloakedPhoto],
 ) -> None:
     """A destructive transform on the queries only must show in the tracker's accuracy on everyone."""
     heavy = COUNTERMEASURES.create("rescale", factor=0.05)
@@ -129,7 +129,7 @@ class _Recording(NearestNeighbor):
 
 
 def test_robust_training_trains_on_every_augmented_view(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
 ) -> None:
     _Recording.seen.clear()
     augmentations = robust_augmentations(["blur:1"])
@@ -144,10 +144,10 @@ def test_robust_training_trains_on_every_augmented_view(
 
 
 def test_leak_ratio_keeps_that_share_of_uploads_clean(
-    scenario: ProtectionScenario, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, victim: FeatureExtractor, noise_cloaked: dict[int, CloakedPhoto],
     demo_dataset: Dataset, aligner: FaceAligner,
 ) -> None:
-    leaky = ProtectionScenario(scenario.photos, scenario.sources, scenario.identities, aligner,
+    leaky = ProtectionBench(scenario.photos, scenario.sources, scenario.identities, aligner,
                                ProtectionConfig(leak_ratio=0.5, n_boot=500))
     _Recording.seen.clear()
     user = PROTECTED[0]
@@ -162,7 +162,7 @@ def test_leak_ratio_keeps_that_share_of_uploads_clean(
 
 @pytest.mark.slow
 def test_finetune_tracker_runs_the_protocol_on_aligned_faces(
-    scenario: ProtectionScenario, split: Split, uncloaked: dict[int, CloakedPhoto],
+    scenario: ProtectionBench, split: Split, uncloaked: dict[int, CloakedPhoto],
 ) -> None:
     victim = EXTRACTORS.create("mobileface")
     outcome = scenario.evaluate(uncloaked, victim, lambda: FineTuneTracker(FineTuneConfig(epochs=1, batch_size=24)),

@@ -3,4 +3,4 @@
 Command modules import only argparse at module level, so building the parser for ``--help`` stays fast.
 """
 
-COMMANDS = ("demo", "audit", "validate", "run", "zoo", "report", "compare", "sweep", "cloak")
+COMMANDS = ("demo", "audit", "validate", "run", "list", "zoo", "report", "compare", "sweep", "cloak")

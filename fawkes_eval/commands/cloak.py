@@ -62,17 +62,11 @@ def create_surrogates(names: tuple[str, ...]) -> list[Any]:
 
 
 def create_generator(spec: str, surrogates: list[Any], device: str | None) -> Any:
-    """A generator from the registry: surrogates for those that optimise, the surrogates' template for controls."""
-    import inspect
+    """A generator from the registry (``build_generator``): surrogates for those that optimise, the surrogates'
+    template for controls."""
+    from fawkes_eval.components import build_generator
 
-    from fawkes_eval.registry import CLOAKS
-
-    accepted = inspect.signature(CLOAKS.factory(spec)).parameters
-    kwargs: dict[str, Any] = {"surrogates": surrogates} if "surrogates" in accepted else {
-        "template": surrogates[0].info.template}
-    if device is not None and "device" in accepted:
-        kwargs["device"] = device
-    return CLOAKS.create(spec, **kwargs)
+    return build_generator(spec, surrogates=surrogates, template=surrogates[0].info.template, device=device)
 
 
 def list_generators(surrogate_names: tuple[str, ...]) -> int:

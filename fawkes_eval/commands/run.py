@@ -31,7 +31,8 @@ def add_parser(verbs: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fawkes_eval.campaign import CampaignError, load_campaign
     from fawkes_eval.executors import make_executor
-    from fawkes_eval.runner import describe_plan, prepare_campaign, results_dir_of, run_campaign
+    from fawkes_eval.plan import describe_plan
+    from fawkes_eval.runner import prepare_campaign, results_dir_of, run_campaign
 
     try:
         executor = make_executor(args.executor, args.address)

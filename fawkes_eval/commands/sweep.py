@@ -68,7 +68,7 @@ def family_strengths(family: str) -> list[str]:
 
 
 def sweep_campaign(args: argparse.Namespace) -> Any:
-    from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, DatasetSpec, GridSpec, ProtectedSpec, ProtocolSpec
+    from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, DatasetSpec, GridSpec, ProtectedSpec, ProtocolSpec, entries
 
     countermeasures = (NO_COUNTERMEASURE, *(s for family in args.families for s in family_strengths(family)))
     root = args.data.resolve()
@@ -77,8 +77,8 @@ def sweep_campaign(args: argparse.Namespace) -> Any:
     return Campaign(
         study=args.experiment, name=name,
         datasets=(DatasetSpec(dataset, root, args.subset.resolve() if args.subset else None),),
-        grid=GridSpec((args.cloak,), (tuple(args.surrogates),), tuple(args.victims), tuple(args.trackers),
-                      countermeasures=countermeasures, seeds=tuple(args.seeds)),
+        grid=GridSpec(entries(args.cloak), (tuple(args.surrogates),), entries(*args.victims), entries(*args.trackers),
+                      countermeasures=entries(*countermeasures), seeds=tuple(args.seeds)),
         protected=ProtectedSpec(tuple(args.protected), len(args.protected) or args.n_protected),
         protocol=ProtocolSpec(countermeasure_side=args.side),
     )

@@ -21,7 +21,8 @@ def add_parser(verbs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fawkes_eval.campaign import CampaignError, load_campaign
-    from fawkes_eval.runner import describe_plan, prepare_campaign
+    from fawkes_eval.plan import describe_plan
+    from fawkes_eval.runner import prepare_campaign
 
     try:
         plan = prepare_campaign(load_campaign(args.file))
