@@ -113,6 +113,14 @@ def pair_files(clean_dir: Path, cloaked_dir: Path, accept_resized: bool = False)
     return PairingReport(tuple(pairs), tuple(missing), tuple(unmatched), tuple(resized), tuple(unreadable))
 
 
+def load_cloaked(pair: ExternalPair) -> np.ndarray:
+    """The pair's cloaked photo (uint8 RGB), resized (bilinear) to the clean one's size where it differs."""
+    photo = load_photo(pair.cloaked)
+    if pair.cloaked_size != pair.clean_size:  # only accepted ones get here
+        photo = np.asarray(Image.fromarray(photo).resize(pair.clean_size, Image.Resampling.BILINEAR))
+    return photo
+
+
 class ExternalCloak:
     """Cloaks made by another tool, served through the ``CloakGenerator`` protocol.
 
@@ -169,12 +177,6 @@ class ExternalCloak:
             "pairing": self.pairing.summary(),
         }
 
-    def _load_cloaked(self, pair: ExternalPair) -> np.ndarray:
-        photo = load_photo(pair.cloaked)
-        if pair.cloaked_size != pair.clean_size:  # only accepted ones get here
-            photo = np.asarray(Image.fromarray(photo).resize(pair.clean_size, Image.Resampling.BILINEAR))
-        return photo
-
     def _index(self) -> dict[str, np.ndarray]:
         if self._crops is None:
             aligner = self._aligner or FaceAligner(cache_dir=default_cache_dir())
@@ -183,7 +185,7 @@ class ExternalCloak:
                 clean = load_photo(pair.clean)
                 self._photos[content_key(clean)] = pair
                 face = aligner.align(clean, self.template, str(pair.clean))
-                cloaked = warp_photo_to_crop(self._load_cloaked(pair), face.matrix, TEMPLATES[self.template].size)
+                cloaked = warp_photo_to_crop(load_cloaked(pair), face.matrix, TEMPLATES[self.template].size)
                 self._crops[hashlib.sha256(face.crop.tobytes()).hexdigest()] = cloaked.astype(np.float32)
         return self._crops
 
@@ -211,5 +213,5 @@ class ExternalCloak:
         pair = self._photos.get(content_key(photo))
         if pair is None:
             raise ValueError(f"{source}: not among the paired clean photos of {self.config.clean_dir}")
-        return self._load_cloaked(pair)
+        return load_cloaked(pair)
 

@@ -192,6 +192,17 @@ class FaceAligner:
         found = [(b.left(), b.top(), b.right(), b.bottom()) for b in boxes if min(b.width(), b.height()) >= min_size]
         return sorted(found, key=lambda b: (b[1], b[0]))
 
+    def align_faces(self, photo: np.ndarray, template: str, min_size: int = 30, source: str = "<array>") -> list[AlignedFace]:
+        """Every face ``detect_faces`` finds, each aligned at ``template``, in the same order (not cached)."""
+        if template not in TEMPLATES:
+            raise KeyError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+        with self._lock:
+            boxes = [b for b in self._detector(photo, self.upsample) if min(b.width(), b.height()) >= min_size]
+            faces = [self._align_box(photo, box, TEMPLATES[template]) for box in boxes]
+        return sorted(faces, key=lambda f: (f.box[1], f.box[0]))
+
     def _centre_face(self, photo: np.ndarray, photo_key: str) -> Any:
         """The detection nearest the photo centre, or None; memoised so each photo is detected once."""
         if photo_key not in self._boxes:
@@ -209,11 +220,15 @@ class FaceAligner:
             box = self._centre_face(photo, photo_key)
             if box is None:
                 raise NoFaceError(f"{source}: no face found{no_face_hint(photo)}")
-            shape = self._predictors[template.landmarks](photo, box)
-            if template.landmarks == "5":
-                matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
-            else:
-                matrix = similarity_transform(_arcface_points(shape), ARCFACE_112 * template.size / 112.0)
+            return self._align_box(photo, box, template)
+
+    def _align_box(self, photo: np.ndarray, box: Any, template: Template) -> AlignedFace:
+        """Landmarks inside one dlib detection and the crop at ``template``; the caller holds the lock."""
+        shape = self._predictors[template.landmarks](photo, box)
+        if template.landmarks == "5":
+            matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
+        else:
+            matrix = similarity_transform(_arcface_points(shape), ARCFACE_112 * template.size / 112.0)
         crop = warp_photo_to_crop(photo, matrix, template.size)
         return AlignedFace(crop, matrix, (box.left(), box.top(), box.right(), box.bottom()))
 

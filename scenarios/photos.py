@@ -1,8 +1,11 @@
 """Photos in, photos out: cloak the aligned face and merge the change back; embed photos for a victim.
 
 The cloak works on the crop of its own template; the change is warped back into the photo, which is then
-saved as 8-bit pixels, as a user would upload it. Each victim detects and aligns the (cloaked) photo itself,
-as a third party would.
+rounded to 8-bit pixels, as a user would upload it. This is the ``aligned`` merge of the ``cloak`` verb, made
+by the same code (``attacks.full_photo.cloak_and_merge``); here only the face nearest the photo's centre (the
+one LFW labels) is cloaked. A generator that serves whole photos made by another tool (``external``) gives its
+files as they are, read back from disk (``substitute_photos``). Each victim detects and aligns the (cloaked)
+photo itself, as a third party would.
 """
 
 from __future__ import annotations
@@ -14,15 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fawkes_eval.align import (
-    TEMPLATES,
-    AlignedFace,
-    FaceAligner,
-    NoFaceError,
-    content_key,
-    warp_crop_to_photo,
-    warp_photo_to_crop,
-)
+from attacks.full_photo import aligned_face, cloak_and_merge
+from fawkes_eval.align import TEMPLATES, AlignedFace, FaceAligner, NoFaceError, content_key, warp_photo_to_crop
 from fawkes_eval.console import progress
 from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.types import CloakGenerator, FeatureExtractor
@@ -49,14 +45,13 @@ def cloak_photos(
     """Cloak each photo's centre face; returns the cloaked photos and the generator's seconds. ``users``: each
     photo's user, for generators that declared ``per_user`` (a target per user)."""
     faces = [aligner.align(p, generator.template, s) for p, s in zip(photos, sources, strict=True)]
-    crops = np.stack([f.crop for f in faces])
-    out = generator.cloak(crops, seed, users=list(users)) if users is not None else generator.cloak(crops, seed=seed)  # type: ignore[call-arg]
+    merged, seconds = cloak_and_merge(generator, photos, [[aligned_face(f)] for f in faces], seed,
+                                      users=None if users is None else [[u] for u in users])  # fmt: skip
     cloaked = []
-    for photo, face, crop, d, source in zip(photos, faces, out.faces, out.dssim, sources, strict=True):
-        delta = warp_crop_to_photo(crop - face.crop.astype(np.float32), face.matrix, photo.shape)
-        merged = np.clip(np.rint(photo.astype(np.float32) + delta), 0, 255).astype(np.uint8)
-        cloaked.append(CloakedPhoto(source, merged, face.crop, crop, float(d), image_metrics(photo, merged)))
-    return cloaked, out.seconds
+    for photo, face, m, source in zip(photos, faces, merged, sources, strict=True):
+        cloaked.append(CloakedPhoto(source, m.photo, face.crop, m.faces[0], float(m.dssim[0]),
+                                    image_metrics(photo, m.photo)))  # fmt: skip
+    return cloaked, seconds
 
 
 class EmbeddingCache:

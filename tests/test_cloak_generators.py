@@ -3,6 +3,7 @@ external pairs, the ``cloak`` verb. Optimisers run a few steps here (their prese
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import shutil
@@ -29,6 +30,7 @@ from attacks.full_photo import (
     write_reports,
 )
 from attacks.lowkey import LowKey, LowKeyConfig
+from attacks.readback import DEFAULT_MIN_CHANGE
 from attacks.surrogates import SurrogateSet
 from fawkes_eval.align import FaceAligner, load_photo
 from fawkes_eval.cli import main
@@ -37,6 +39,7 @@ from fawkes_eval.perceptual import image_metrics
 from fawkes_eval.registry import CLOAKS, EXTRACTORS
 from fawkes_eval.rooms import load_rooms
 from fawkes_eval.types import CloakGenerator, DifferentiableExtractor
+from scenarios.photos import cloak_photos
 
 Aligned = Callable[[Dataset, str], tuple[np.ndarray, np.ndarray]]
 STEPS = 2
@@ -253,7 +256,7 @@ def full_photo_run(lfw_root: Path, surrogate: DifferentiableExtractor, aligner: 
     _photo_inputs(lfw_root, src)
     gen = _build("fawkes-v1.0:low", surrogate, config=dataclasses.replace(FAWKES_V1_MODES["low"], steps=STEPS))
     outs = [tmp_path_factory.mktemp("cloaked-a"), tmp_path_factory.mktemp("cloaked-b")]
-    results = [cloak_folder(gen, src, out, FullPhotoConfig(), aligner, seed=5) for out in outs]
+    results = [cloak_folder(gen, src, out, FullPhotoConfig(), aligner, seed=5, checkers=[surrogate]) for out in outs]
     write_reports(results[0], outs[0], {"generator": gen.name, "params": gen.params(), "seed": 5})
     return src, outs[0], outs[1], results[0]
 
@@ -293,8 +296,9 @@ def test_full_photo_keeps_format_size_and_orientation(full_photo_run: tuple[Path
     assert upright_after.size == upright_before.size == (250, 250)
     rotated = next(r for r in results if r.path == "rotated.jpg")
     assert rotated.status == "cloaked" and len(rotated.faces) == 2  # found on the upright photo
-    # same face boxes as the upright PNG: the cloak was made upright and turned back
-    assert [f.box for f in rotated.faces] == [f.box for f in next(r for r in results if r.path == "two_faces.png").faces]
+    # same detections as the upright PNG: the cloak was made upright and turned back
+    two_faces = next(r for r in results if r.path == "two_faces.png")
+    assert [f.detection for f in rotated.faces] == [f.detection for f in two_faces.faces]
 
 
 def test_full_photo_lists_photos_without_faces_and_writes_reports(full_photo_run: tuple[Path, Path, Path, list[Any]]) -> None:
@@ -306,6 +310,64 @@ def test_full_photo_lists_photos_without_faces_and_writes_reports(full_photo_run
     assert len(rows) == 5 and any(r.startswith("no_face.png,no-face") for r in rows)
     payload = json.loads((out / REPORT_JSON).read_text())
     assert payload["summary"]["faces_cloaked"] == 6 and len(payload["photos"]) == 4
+
+
+def test_full_photo_checks_every_written_face(full_photo_run: tuple[Path, Path, Path, list[Any]]) -> None:
+    _, out, _, results = full_photo_run
+    cloaked = [r for r in results if r.status == "cloaked"]
+    assert {r.merge for r in cloaked} == {"aligned"}
+    changes = [f.check.change["dlib-resnet-torch"] for r in cloaked for f in r.faces if f.check is not None]
+    assert len(changes) == 6 and all(0.0 < c < 2.0 for c in changes)  # every face found again and moved
+    summary = summarise(results)
+    assert summary.faces_checked == 6 and summary.merges == {"aligned": 3}
+    assert summary.median_change["dlib-resnet-torch"] == pytest.approx(float(np.median(changes)))
+    # two steps of fawkes-v1.0:low barely move a face: every one is flagged, by photo
+    assert sum("barely changed after re-alignment" in line for line in summary.barely_changed) == 6
+    with (out / REPORT_CSV).open() as f:
+        two_faces = next(row for row in csv.DictReader(f) if row["path"] == "two_faces.png")
+    assert two_faces["merge"] == "aligned" and two_faces["faces_barely_changed"] == "2"
+    photo = next(r for r in cloaked if r.path == "two_faces.png")
+    smallest = min(f.check.change["dlib-resnet-torch"] for f in photo.faces if f.check is not None)
+    assert float(two_faces["change_min"]) == pytest.approx(smallest)
+    payload = json.loads((out / REPORT_JSON).read_text())
+    assert payload["summary"]["min_change"] == DEFAULT_MIN_CHANGE
+    assert payload["photos"][-1]["faces"][0]["check"]["redetected"] in (True, False)
+
+
+def test_verb_and_campaign_path_make_the_same_photo(lfw_root: Path, aligner: FaceAligner, tmp_path: Path) -> None:
+    """One implementation: the verb's aligned merge of a one-face photo is the campaign path's photo, bit for bit."""
+    source = lfw_root / "images" / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    photo = load_photo(source)
+    assert len(aligner.detect_faces(photo)) == 1
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(source, src / source.name)
+    gen = CLOAKS.create("noise:mid", template="dlib-150")
+    results = cloak_folder(gen, src, tmp_path / "out", FullPhotoConfig(output_format="png"), aligner, seed=3)
+    campaign, _ = cloak_photos(gen, aligner, [photo], [str(source)], seed=3)
+    assert results[0].merge == "aligned"
+    assert np.array_equal(load_photo(tmp_path / "out" / "Colin_Powell_0001.png"), campaign[0].photo)
+
+
+def test_square_merge_is_fawkes_v1_and_changes_only_its_boxes(lfw_root: Path, surrogate: DifferentiableExtractor,
+                                                               aligner: FaceAligner, tmp_path: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.open(lfw_root / "images" / MULTI_FACE_PHOTO).save(src / "two_faces.png")
+    gen = CLOAKS.create("noise:mid", template="dlib-150")
+    results = cloak_folder(gen, src, out, FullPhotoConfig(merge="fawkes-square"), aligner, seed=0, checkers=[surrogate])
+    clean, cloaked = np.asarray(Image.open(src / "two_faces.png")), np.asarray(Image.open(out / "two_faces.png"))
+    assert results[0].merge == "fawkes-square" and len(results[0].faces) == 2
+    inside = np.zeros(clean.shape[:2], bool)
+    for face in results[0].faces:
+        left, top, right, bottom = face.detection
+        assert face.box == (left, top, right + 1, bottom + 1)  # the change is cut to the detector's box
+        inside[face.box[1] : face.box[3], face.box[0] : face.box[2]] = True
+        assert face.check is not None and face.check.change["dlib-resnet-torch"] > 0.0
+    assert np.array_equal(clean[~inside], cloaked[~inside])
+    assert summarise(results).merges == {"fawkes-square": 1}
+    with pytest.raises(ValueError, match=r"FullPhotoConfig\.merge must be one of aligned, fawkes-square"):
+        FullPhotoConfig(merge="square")
 
 
 def test_full_photo_same_seed_same_files(full_photo_run: tuple[Path, Path, Path, list[Any]]) -> None:
@@ -410,4 +472,12 @@ def test_cloak_verb_lists_generators_and_cloaks_a_folder(lfw_root: Path, tmp_pat
     assert "[4/4]" in printed and "cloaked 6 face(s) in 3 of 4 photo(s) with noise:low" in printed
     assert "no face found in 1 photo(s): no_face.png" in printed and "s per image on cpu" in printed
     assert (tmp_path / "out" / "rotated.png").exists()
+    assert "feature change after re-detection and re-alignment (median over 6 face(s)): dlib-resnet-torch" in printed
     assert main(["cloak", str(src), str(tmp_path / "x"), "--method", "external"]) == 2
+    # the same check for cloaks made by any tool: here the verb's own PNGs, paired by relative path
+    assert main(["cloak", "--check", str(src), str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "pairing: 3 pairs; 1 clean without cloaked: no_face.png" in printed
+    assert printed.count("feature change per face: dlib-resnet-torch") == 3
+    assert "two_faces.png: DSSIM" in printed and "(median over 6 face(s))" in printed
+    assert main(["cloak", str(src), "--check", str(src), str(tmp_path / "out")]) == 2
