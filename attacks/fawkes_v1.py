@@ -99,8 +99,8 @@ class FawkesV1:
     would leave the bounds, and when DSSIM crosses the band; step 1 is followed by a -0.01 x sign(gradient) kick
     that restarts Adadelta. Each image keeps the iterate with the largest feature term among those with DSSIM
     <= 1.1 th (the clean image if none qualifies). Departures from the source: clean embeddings are computed once
-    per batch (and so is the clean side of DSSIM: ``SSIMReference``), the last iterate is evaluated too, and the source's "save last on failed" fallback, which can
-    exceed the budget, is left out.
+    per batch (so is DSSIM's clean side: ``SSIMReference``), the last iterate is evaluated too, and the source's
+    "save last on failed" fallback, which can exceed the budget, is left out.
     Distance: DSSIM = (1 - SSIM) / 2 on the aligned crop (budget ``th``); pixel change clipped to +-15 (0..255).
     Arguments: ``surrogates``: differentiable extractors sharing one alignment template (the first
     ``config.n_surrogates`` are used; fewer than asked is allowed and recorded in ``params()``); ``mode``: low,

@@ -136,6 +136,7 @@ def _before_generator(tree: Path) -> tuple[Any, str]:
     if spec is None or spec.loader is None or not path.is_file():
         raise ValueError(f"{path}: no Fawkes v1.0 generator to compare with")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.FawkesV1, f"attacks/fawkes_v1.py of {git_revision(tree)}"
 
