@@ -16,6 +16,7 @@ from attacks.fawkes_v1 import _from_tanh, _to_tanh
 from attacks.surrogates import (
     SurrogateSet,
     as_output_faces,
+    cuda_autotune,
     faces_to_tensor,
     mixed_precision,
     one_image_guard,
@@ -23,7 +24,7 @@ from attacks.surrogates import (
 )
 from fawkes_eval.align import FaceAligner, NoFaceError, default_cache_dir, load_photo
 from fawkes_eval.data import load_dataset
-from fawkes_eval.perceptual import dssim
+from fawkes_eval.perceptual import SSIMReference
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
 
 # The pool root "bundled:<name>" names data shipped with fawkes-eval, as campaign files do.
@@ -255,7 +256,10 @@ class FawkesV03:
             n = len(x)
             x, noise = one_image_guard(x, self.device), one_image_guard(noise, self.device)
             t = [one_image_guard(tk, self.device) for tk in t]
-            best, best_dssim = self._cloak_batch(x.to(self.device), noise.to(self.device), [tk.to(self.device) for tk in t])
+            # channels-last: the surrogates' copies are in that layout (attacks/surrogates.py), so are the SSIM maps
+            x, noise = (v.to(self.device, memory_format=torch.channels_last) for v in (x, noise))
+            with cuda_autotune(self.device):
+                best, best_dssim = self._cloak_batch(x, noise, [tk.to(self.device) for tk in t])
             out_faces.append(best[:n])
             out_dssim.append(best_dssim[:n].cpu())
         return CloakOutput(
@@ -295,6 +299,7 @@ class FawkesV03:
         """Optimise one batch (B, 3, S, S) in 0..255 towards ``targets``; returns (best images, their DSSIM)."""
         cfg = self.config
         x_tanh = _to_tanh(x)
+        budget = SSIMReference(x)  # the clean side of DSSIM is the same at every step: its statistics once
         modifier = noise.clone().requires_grad_(True)
         optimizer = torch.optim.Adadelta([modifier], lr=cfg.lr, rho=cfg.adadelta_rho, eps=cfg.adadelta_eps)
         period = max(1, cfg.steps // cfg.lr_decay_periods)
@@ -307,7 +312,7 @@ class FawkesV03:
             last = step == cfg.steps  # the final iterate is only evaluated, not stepped from
             with torch.set_grad_enabled(not last):
                 cloaked = _from_tanh(x_tanh + modifier)
-                d = dssim(cloaked, x)
+                d = budget.dssim(cloaked)
                 with mixed_precision(self.device, cfg.amp):
                     features = self.surrogates.embed(cloaked)
                 triples = zip(features, targets, target_norms, strict=True)

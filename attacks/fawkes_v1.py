@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.surrogates import mixed_precision
-from fawkes_eval.perceptual import dssim
+from attacks.surrogates import cuda_autotune, mixed_precision
+from fawkes_eval.perceptual import SSIMReference
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
 
 # Fawkes maps 0..255 to (-1, 1) times this before arctanh, so that 0 and 255 stay finite in tanh space.
@@ -99,8 +99,8 @@ class FawkesV1:
     would leave the bounds, and when DSSIM crosses the band; step 1 is followed by a -0.01 x sign(gradient) kick
     that restarts Adadelta. Each image keeps the iterate with the largest feature term among those with DSSIM
     <= 1.1 th (the clean image if none qualifies). Departures from the source: clean embeddings are computed once
-    per batch, the last iterate is evaluated too, and the source's "save last on failed" fallback, which can
-    exceed the budget, is left out.
+    per batch (so is DSSIM's clean side: ``SSIMReference``), the last iterate is evaluated too, and the source's
+    "save last on failed" fallback, which can exceed the budget, is left out.
     Distance: DSSIM = (1 - SSIM) / 2 on the aligned crop (budget ``th``); pixel change clipped to +-15 (0..255).
     Arguments: ``surrogates``: differentiable extractors sharing one alignment template (the first
     ``config.n_surrogates`` are used; fewer than asked is allowed and recorded in ``params()``); ``mode``: low,
@@ -171,7 +171,8 @@ class FawkesV1:
                 x, noise = x.repeat(2, 1, 1, 1), noise.repeat(2, 1, 1, 1)
             # Channels-last: oneDNN's and cuDNN's faster convolution layout, for the surrogates and the SSIM window.
             x, noise = (t.to(self.device, memory_format=torch.channels_last) for t in (x, noise))
-            best, best_dssim = self._cloak_batch(x, noise)
+            with cuda_autotune(self.device):
+                best, best_dssim = self._cloak_batch(x, noise)
             out_faces.append(best[:n].permute(0, 2, 3, 1).cpu())
             out_dssim.append(best_dssim[:n].cpu())
         size = faces.shape[1]
@@ -234,6 +235,7 @@ class FawkesV1:
             clean = self._embed(x)
             clean_norms = [f.norm(dim=1) for f in clean]
         x_tanh = _to_tanh(x)
+        budget = SSIMReference(x)  # the clean side of DSSIM is the same at every step: its statistics once
         modifier = noise.clone().requires_grad_(True)
         optimizer = self._optimizer(modifier)
         batch = x.shape[0]
@@ -247,7 +249,7 @@ class FawkesV1:
             last = step == cfg.steps  # the final iterate is only evaluated, not stepped from
             with torch.set_grad_enabled(not last):
                 cloaked = x + (_from_tanh(x_tanh + modifier) - x).clamp(-cfg.max_change, cfg.max_change)
-                d = dssim(cloaked, x)
+                d = budget.dssim(cloaked)
                 triples = zip(self._embed(cloaked), clean, clean_norms, strict=True)
                 feature = torch.stack([(f - f0).pow(2).sum(dim=1) / n0 for f, f0, n0 in triples]).sum(dim=0)
             with torch.no_grad():

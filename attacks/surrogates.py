@@ -7,6 +7,7 @@ The generator then works at the largest such template and each surrogate sees th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -35,6 +36,19 @@ def mixed_precision(device: torch.device, enabled: bool) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def cuda_autotune(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning (``benchmark``) for a cloak's step loop on CUDA: every step has the same shapes, so the
+    engines cuDNN times on the first step serve all the others. TF32 and every other backend setting stay as the
+    caller left them. A no-op on the CPU, whose results must not depend on it."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=True, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32):
+        yield
+
+
 class SurrogateSet:
     """Differentiable extractors used together by one cloak generator.
 
@@ -58,7 +72,13 @@ class SurrogateSet:
         self.device = device
         self.template = max((s.info.template for s in surrogates), key=lambda t: TEMPLATES[t].size)
         self.size = TEMPLATES[self.template].size
-        self._nets = [s.torch_module().to(device).eval() for s in surrogates]
+        # Private channels-last copies (as attacks/fawkes_v1.py keeps): convolutions find input and weights in one
+        # layout, and the extractors' own modules, which embed faces elsewhere, stay exactly as they were.
+        self._nets = [
+            # Module.to accepts memory_format at run time; torch's type stubs leave it out.
+            copy.deepcopy(s.torch_module()).to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+            for s in surrogates
+        ]
         self._sizes = [s.info.input_size for s in surrogates]
 
     @property

@@ -52,6 +52,18 @@ def _git_dirty() -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def git_revision(tree: Path) -> str:
+    """``TREE @ <short hash>``, with `` + uncommitted changes`` when its work tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=tree, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return f"{tree} @ unknown revision"
+    return f"{tree} @ {head or 'unknown revision'}{' + uncommitted changes' if dirty else ''}"
+
+
 def measured_on() -> dict[str, Any]:
     """Hardware, load, threads and versions: every benchmark figure is reported with this."""
     import torch

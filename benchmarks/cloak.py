@@ -5,7 +5,13 @@
 - Against the model-only bound: ``steps`` x one forward and one backward pass (to the input) of the surrogate at
   the same batch, memory layout and precision as the generator feeds it; no cloak can do fewer model passes.
 - Batched against one photo at a time (Fawkes' own command line cloaks one image per batch by default).
+- Against an earlier revision's generator (``before``, optional): the same faces and settings, timed in the same
+  rounds, so a before/after ratio comes from one process.
 - A profile of the generator's steps: which operators the time goes to.
+
+Each mode is timed in ``rounds`` interleaved rounds (the bound, ours, ART, before); each figure is the minimum over
+its rounds (and over the bound's passes): on a shared machine other work only ever adds time, so the minimum is the
+figure least inflated by it, and interleaving exposes every contender to the same drift.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +44,15 @@ class CloakBenchConfig:
     amp: bool = False  # bfloat16 autocast of the surrogate in our generator and the bound (CUDA only)
     bound_repeats: int = 5  # forward+backward passes timed for the bound before and after each mode; median of all
     profile_steps: int = 3  # steps of the profiled run of the first mode; 0 for no profile
+    rounds: int = 1  # interleaved timing rounds per mode; every figure is the minimum over them
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in FAWKES_V1_MODES]
         if unknown or not self.modes:
             raise ValueError(f"CloakBenchConfig.modes must name Fawkes v1.0 modes {list(FAWKES_V1_MODES)}, got {unknown}")
-        if self.batch < 1 or self.one_at_a_time < 0 or self.bound_repeats < 1 or self.profile_steps < 0:
-            raise ValueError("CloakBenchConfig: batch and bound_repeats must be >= 1, the others >= 0")
+        if (self.batch < 1 or self.one_at_a_time < 0 or self.bound_repeats < 1 or self.profile_steps < 0
+                or self.rounds < 1):
+            raise ValueError("CloakBenchConfig: batch, bound_repeats and rounds must be >= 1, the others >= 0")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"CloakBenchConfig.steps must be >= 1 or None, got {self.steps}")
 
@@ -58,13 +66,18 @@ class ModeSpeed:
     batch: int
     fawkes_seconds: float
     art_seconds: float
-    bound_seconds: float  # steps x median(forward + backward) of the surrogate at this batch, channels-last
+    bound_seconds: float  # steps x min(forward + backward) of the surrogate at this batch, channels-last
     bound_nchw_seconds: float  # the same in the default layout (NCHW), the one ART feeds
     fawkes_images_per_s: float
     art_images_per_s: float
     speedup_vs_art: float  # our images/s over ART's (goal: >= 2)
     over_bound: float  # our seconds over the bound's (goal: <= 1.3)
     art_over_bound: float
+    rounds: int = 1
+    fawkes_seconds_all: tuple[float, ...] = ()  # every round's time, the minimum of which is fawkes_seconds
+    art_seconds_all: tuple[float, ...] = ()
+    before_seconds: float | None = None  # the earlier revision's generator (``before``), same faces and rounds
+    speedup_vs_before: float | None = None  # before's seconds over ours
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ class CloakBenchmark:
     batching: BatchingSpeed | None
     profile: list[ProfiledOp]
     profile_note: str
+    before: str | None = None  # where the earlier revision's generator came from
 
 
 def _timed(device: torch.device, work: Callable[[], object]) -> float:
@@ -174,10 +188,11 @@ def profile_generator(generator: FawkesV1, faces: np.ndarray, top: int = 12) -> 
 
 def run_cloak_benchmarks(
     config: CloakBenchConfig, surrogate: DifferentiableExtractor, faces: np.ndarray, faces_source: str,
-    device: str | None = None,
+    device: str | None = None, before: tuple[Any, str] | None = None,
 ) -> CloakBenchmark:
     """Every mode's throughput against ART and the bound, batching, and a profile; ``faces``: uint8 (N, S, S, 3)
-    with N >= ``config.batch``."""
+    with N >= ``config.batch``. ``before``: (a generator class with FawkesV1's constructor, where it came from),
+    timed beside ours."""
     if len(faces) < max(config.batch, config.one_at_a_time):
         raise ValueError(f"need {max(config.batch, config.one_at_a_time)} faces, got {len(faces)}")
     batch_faces = faces[: config.batch]
@@ -201,18 +216,26 @@ def run_cloak_benchmarks(
     for mode in config.modes:
         generator = FawkesV1([surrogate], mode=mode, config=_mode_config(mode, config, config.batch), device=device)
         steps = generator.config.steps
-        # The bound is timed before and after the two runs, its median taken over both: on a shared machine the
-        # load drifts during a run of minutes.
+        earlier = (before[0]([surrogate], mode=mode, config=_mode_config(mode, config, config.batch), device=device)
+                   if before is not None else None)
+        # Interleaved rounds, the bound timed before and after each: on a shared machine the load drifts during a
+        # run of minutes, and the minimum over rounds is the least disturbed figure of each contender.
         passes, passes_nchw = bound_passes(), bound_passes_nchw()
-        ours = _timed(dev, functools.partial(generator.cloak, batch_faces, seed=0))
-        theirs = _timed(dev, functools.partial(art.generate, batch_faces, steps, config.batch, max_change))
-        passes, passes_nchw = passes + bound_passes(), passes_nchw + bound_passes_nchw()
-        per_pass, per_pass_nchw = statistics.median(passes), statistics.median(passes_nchw)
+        ours_all, theirs_all, before_all = [], [], []
+        for _ in range(config.rounds):
+            ours_all.append(_timed(dev, functools.partial(generator.cloak, batch_faces, seed=0)))
+            theirs_all.append(_timed(dev, functools.partial(art.generate, batch_faces, steps, config.batch, max_change)))
+            if earlier is not None:
+                before_all.append(_timed(dev, functools.partial(earlier.cloak, batch_faces, seed=0)))
+            passes, passes_nchw = passes + bound_passes(), passes_nchw + bound_passes_nchw()
+        ours, theirs = min(ours_all), min(theirs_all)
+        per_pass, per_pass_nchw = min(passes), min(passes_nchw)
         bound = steps * per_pass
         modes.append(ModeSpeed(
             generator.name, steps, config.batch, ours, theirs, bound, steps * per_pass_nchw, config.batch / ours,
             config.batch / theirs,
-            theirs / ours, ours / bound, theirs / bound,
+            theirs / ours, ours / bound, theirs / bound, config.rounds, tuple(ours_all), tuple(theirs_all),
+            min(before_all) if before_all else None, min(before_all) / ours if before_all else None,
         ))
 
     batching = None
@@ -232,4 +255,5 @@ def run_cloak_benchmarks(
         profile = profile_generator(profiled, batch_faces)
         note = (f"torch.profiler, {profiled.name} with {config.profile_steps} steps at batch {config.batch}, "
                 f"self {'CUDA' if dev.type == 'cuda' else 'CPU'} time by operator")
-    return CloakBenchmark(config, str(dev), surrogate.info.name, faces_source, modes, batching, profile, note)
+    return CloakBenchmark(config, str(dev), surrogate.info.name, faces_source, modes, batching, profile, note,
+                          before[1] if before is not None else None)

@@ -19,7 +19,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "FAWKES_EVAL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--modes", "low,mid", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--modes", "low,mid", "--out", str(out),
+         "--before-tree", str(REPO), "--throughput", "demo"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,6 +39,9 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
             assert m[key] > 0
         assert m["speedup_vs_art"] == pytest.approx(m["art_seconds"] / m["fawkes_seconds"], rel=1e-3)
         assert m["over_bound"] == pytest.approx(m["fawkes_seconds"] / m["bound_seconds"], rel=1e-3)
+        assert m["fawkes_seconds"] == pytest.approx(min(m["fawkes_seconds_all"]), rel=1e-3)
+        assert m["before_seconds"] > 0 and m["speedup_vs_before"] == pytest.approx(
+            m["before_seconds"] / m["fawkes_seconds"], rel=1e-3)
     batching = cloak["batching"]
     assert batching["one_at_a_time_faces"] == 1 and batching["speedup"] > 0
     assert cloak["profile"] and all(0 <= op["share"] <= 1 for op in cloak["profile"])
@@ -53,3 +57,12 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     for run in runs.values():
         assert run["photos"] == 30 and run["photos_skipped"] == 0
         assert run["peak_rss_mib"] >= run["rss_before_mib"] > 0
+
+    throughput = report["throughput"]
+    runs_t = {(r["campaign"], r["tree"]): r for r in throughput["runs"]}
+    assert set(runs_t) == {("demo", "before"), ("demo", "this")}
+    for r in runs_t.values():
+        assert r["photos"] == 100 and 0 < r["photos_cloaked"] < r["photos"]
+        assert r["photos_embedded"] >= r["photos"] + r["photos_cloaked"] - 5  # a few photos may hold no face
+        assert r["photos_per_s"] == pytest.approx((r["photos_cloaked"] + r["photos_embedded"]) / r["seconds"], rel=1e-3)
+    assert throughput["speedup_vs_before"]["demo"] > 0
