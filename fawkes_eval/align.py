@@ -266,8 +266,10 @@ class FaceAligner:
         self.cache_dir = cache_dir
         self.upsample = upsample
         self.aligned = aligned
-        self.detector: FaceDetector = (create_detector(detector) if isinstance(detector, str)
-                                       else detector if detector is not None else DlibHogDetector(upsample))
+        if detector is None or detector == DlibHogDetector.name:
+            self.detector: FaceDetector = DlibHogDetector(upsample)
+        else:
+            self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self._predictors = {
             "5": dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
             "68": dlib.shape_predictor(frm.pose_predictor_model_location()),
