@@ -1,8 +1,19 @@
-"""Face detection and alignment with dlib (HOG detector + landmarks), cached on disk by content hash.
+"""Face detection and alignment: a detector (dlib HOG by default, or any ``FaceDetector``), dlib landmarks,
+templates, cached on disk by content hash; or photos that are already crops on a template (``aligned=``).
 
 Each extractor declares a template; ``FaceAligner.align(photo, template)`` returns the aligned crop together
 with the affine matrix that produced it, so a change made to the crop (a cloak) can be warped back into the
 photo with ``warp_crop_to_photo``.
+
+Detectors (``DETECTORS`` registry): ``dlib-hog`` (here, the default) finds boxes only, so every template comes from
+dlib's landmarks inside the box; a detector that also gives the 5 ArcFace keypoints (``scrfd``, registered by
+``recognizers``) gives the ArcFace templates directly from them (the similarity transform InsightFace's
+``norm_crop`` uses), and the dlib chip from dlib's 5-point landmarks inside its box.
+
+Pre-aligned datasets: ``FaceAligner(aligned="arcface-112")`` treats every photo as a square crop on that template.
+Nothing is detected and no photo is lost; a crop for another template is derived by the fixed transform between
+the two templates (``template_transform``), and what falls outside the given crop is filled with black and its
+share recorded (``FaceAligner.provenance()``).
 
 Templates:
 - ``dlib-150``: dlib's own face chip (``get_face_chip_details(shape, 150, padding=0.25)``) from the 5-point
@@ -20,15 +31,24 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from fawkes_eval.types import FaceDetector
 
 ALIGNER_VERSION = "dlib-hog-v1"  # part of every cache key: bump when alignment changes
 
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+# The same five points (eye centres, nose tip, mouth corners from dlib's 68 landmarks) where they lie, on average, in
+# dlib's 150 px chip (5-point predictor, padding 0.25): measured over the 100 photos of the bundled LFW sample
+# (per-photo spread 1.4 px for the eyes, 5-7 px for nose and mouth; tests/test_detectors.py re-measures it).
+DLIB_150_ARCFACE_POINTS = np.array(
+    [[46.92, 46.26], [100.03, 46.43], [73.82, 75.75], [49.88, 104.30], [98.03, 104.01]]
 )
 
 
@@ -47,8 +67,42 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+def template_points(template: str) -> np.ndarray:
+    """The five ArcFace reference points in ``template``'s crop pixels: how templates relate to each other."""
+    if template == "dlib-150":
+        return DLIB_150_ARCFACE_POINTS
+    return ARCFACE_112 * TEMPLATES[template].size / 112.0
+
+
+def template_transform(source: str, target: str, source_size: int | None = None) -> np.ndarray:
+    """(2, 3) matrix from a crop on ``source`` (``source_size`` px square; default the template's size) to a crop on
+    ``target``: the similarity mapping the one's reference points onto the other's."""
+    size = source_size if source_size is not None else TEMPLATES[source].size
+
+    def to_reference(template: str, scale: float) -> np.ndarray:  # crop pixels -> arcface-112 pixels, (3, 3)
+        return np.vstack([similarity_transform(template_points(template) * scale, ARCFACE_112), [0.0, 0.0, 1.0]])
+
+    # through the one reference, so that going there and back is the identity
+    return (np.linalg.inv(to_reference(target, 1.0)) @ to_reference(source, size / TEMPLATES[source].size))[:2]
+
+
 class NoFaceError(ValueError):
     """No face was found in a photo; the message names the photo."""
+
+
+class NotACropError(NoFaceError):
+    """A photo of a pre-aligned dataset that cannot be a crop on its template (not square); the message names it."""
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One detection: box (left, top, right, bottom) in photo pixels, score, and the 5 ArcFace keypoints (eye centres
+    left then right in the image, nose tip, mouth corners left then right; (5, 2) photo pixels) when the detector
+    gives them, else None."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +110,7 @@ class AlignedFace:
     crop: np.ndarray  # uint8 (S, S, 3) RGB
     matrix: np.ndarray  # float64 (2, 3): photo pixel (x, y, 1) -> crop pixel (u, v), pixel centres at integers
     box: tuple[int, int, int, int]  # detection (left, top, right, bottom) in the photo
+    padded: float = 0.0  # pre-aligned input only: share of this crop lying outside the given crop (filled black)
 
 
 def content_key(pixels: np.ndarray) -> str:
@@ -135,6 +190,11 @@ def _arcface_points(shape68: Any) -> np.ndarray:
     return np.array([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
 
 
+def _check_photo(photo: np.ndarray, source: str) -> None:
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+
+
 def no_face_hint(photo: np.ndarray) -> str:
     height, width = photo.shape[:2]
     if min(height, width) < 40:
@@ -148,33 +208,92 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FAWKES_EVAL_CACHE", ".fawkes-eval-cache"))
 
 
-class FaceAligner:
-    """dlib HOG detection, landmarks and template alignment, with an on-disk cache keyed by pixel content.
+class DlibHogDetector:
+    """dlib's HOG frontal face detector (``upsample`` times upsampled): boxes, no keypoints. Thread-safe."""
 
+    name = "dlib-hog"
+
+    def __init__(self, upsample: int = 1) -> None:
+        import dlib
+
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._lock = threading.Lock()
+
+    def detect(self, photo: np.ndarray) -> list[DetectedFace]:
+        with self._lock:
+            boxes, scores, _ = self._detector.run(photo, self.upsample)
+        return [DetectedFace((b.left(), b.top(), b.right(), b.bottom()), float(s)) for b, s in zip(boxes, scores,
+                                                                                                   strict=True)]
+
+
+def create_detector(name: str) -> FaceDetector:
+    """A detector by its registered name (``dlib-hog``, ``scrfd``, ...); the CLI loads the rooms first."""
+    from fawkes_eval.registry import DETECTORS
+
+    return DETECTORS.create(name)
+
+
+def _pixels_outside(matrix: np.ndarray, source_shape: tuple[int, ...], size: int) -> float:
+    """Share of a ``size`` px crop made through ``matrix`` whose pixels sample outside the source image."""
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), axis=-1).reshape(-1, 2).astype(np.float64)
+    back = invert_affine(matrix)
+    src = grid @ back[:, :2].T + back[:, 2]
+    height, width = source_shape[:2]
+    inside = (src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5) & (src[:, 1] >= -0.5) & (src[:, 1] <= height - 0.5)
+    return float(1.0 - inside.mean())
+
+
+class FaceAligner:
+    """Face detection, landmarks and template alignment, with an on-disk cache keyed by pixel content.
+
+    Arguments: ``detector`` (a ``FaceDetector``, or a registered name; default dlib HOG with ``upsample``);
+    ``aligned`` (a template name: the photos are already crops on it, see the module docstring).
     Among several faces, the one whose box centre is nearest the photo centre is used (LFW labels the centred
     face). Thread-safe: dlib's predictors are shared behind a lock.
+    Example: ``FaceAligner(cache_dir, detector="scrfd")`` (after ``load_rooms()``), ``FaceAligner(aligned="arcface-112")``.
     """
 
-    def __init__(self, cache_dir: Path | None = None, upsample: int = 1) -> None:
+    def __init__(self, cache_dir: Path | None = None, upsample: int = 1, detector: FaceDetector | str | None = None,
+                 aligned: str | None = None) -> None:
         import dlib
         import face_recognition_models as frm
 
+        if aligned is not None and aligned not in TEMPLATES:
+            raise KeyError(f"unknown pre-aligned template {aligned!r}; known: {', '.join(TEMPLATES)}")
+        if aligned is not None and detector is not None:
+            raise ValueError("a pre-aligned dataset is never detected: give aligned or detector, not both")
         self.cache_dir = cache_dir
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        self.aligned = aligned
+        if detector is None or detector == DlibHogDetector.name:
+            self.detector: FaceDetector = DlibHogDetector(upsample)
+        else:
+            self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self._predictors = {
             "5": dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
             "68": dlib.shape_predictor(frm.pose_predictor_model_location()),
         }
         self._dlib = dlib
         self._lock = threading.Lock()
-        self._boxes: dict[str, Any] = {}
+        self._boxes: dict[str, DetectedFace | None] = {}
+        self._padded: dict[str, float] = {}  # template -> largest share padded, for pre-aligned crops
+
+    def provenance(self) -> dict[str, object]:
+        """How faces were found, for result provenance: the detector, or the pre-aligned template and the largest
+        share of each derived template's crop that lay outside the given crops (padded black)."""
+        if self.aligned is not None:
+            return {"detector": None, "aligned": self.aligned, "padded": dict(sorted(self._padded.items()))}
+        return {"detector": self.detector.name, "aligned": None}
 
     def align(self, photo: np.ndarray, template: str, source: str = "<array>") -> AlignedFace:
         if template not in TEMPLATES:
             raise KeyError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
+        if self.aligned is not None:
+            return self._from_crop(photo, template, source)
         photo_key = content_key(photo)
-        key = f"{photo_key}-{template}-{ALIGNER_VERSION}-u{self.upsample}"
+        by = f"u{self.upsample}" if self.detector.name == DlibHogDetector.name else self.detector.name
+        key = f"{photo_key}-{template}-{ALIGNER_VERSION}-{by}"
         cached = self._read_cache(key)
         if cached is not None:
             return cached
@@ -185,52 +304,80 @@ class FaceAligner:
     def detect_faces(self, photo: np.ndarray, min_size: int = 30, source: str = "<array>") -> list[tuple[int, int, int, int]]:
         """Every face the detector finds with both sides >= ``min_size`` px, as (left, top, right, bottom), top to
         bottom then left to right; a box may reach past the photo's border."""
-        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
-            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
-        with self._lock:
-            boxes = self._detector(photo, self.upsample)
-        found = [(b.left(), b.top(), b.right(), b.bottom()) for b in boxes if min(b.width(), b.height()) >= min_size]
+        _check_photo(photo, source)
+        found = []
+        for face in self.detector.detect(photo):
+            left, top, right, bottom = (int(round(v)) for v in face.box)
+            if min(right - left, bottom - top) >= min_size:
+                found.append((left, top, right, bottom))
         return sorted(found, key=lambda b: (b[1], b[0]))
 
     def align_faces(self, photo: np.ndarray, template: str, min_size: int = 30, source: str = "<array>") -> list[AlignedFace]:
         """Every face ``detect_faces`` finds, each aligned at ``template``, in the same order (not cached)."""
         if template not in TEMPLATES:
             raise KeyError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
-        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
-            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+        _check_photo(photo, source)
         with self._lock:
-            boxes = [b for b in self._detector(photo, self.upsample) if min(b.width(), b.height()) >= min_size]
-            faces = [self._align_box(photo, box, TEMPLATES[template]) for box in boxes]
+            found = [f for f in self.detector.detect(photo)
+                     if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= min_size]
+            faces = [self._align_detected(photo, face, TEMPLATES[template]) for face in found]
         return sorted(faces, key=lambda f: (f.box[1], f.box[0]))
 
-    def _centre_face(self, photo: np.ndarray, photo_key: str) -> Any:
+    def _centre_face(self, photo: np.ndarray, photo_key: str) -> DetectedFace | None:
         """The detection nearest the photo centre, or None; memoised so each photo is detected once."""
         if photo_key not in self._boxes:
-            boxes = self._detector(photo, self.upsample)
+            faces = self.detector.detect(photo)
             cy, cx = (photo.shape[0] - 1) / 2.0, (photo.shape[1] - 1) / 2.0
-            self._boxes[photo_key] = (
-                min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2) if len(boxes) else None
-            )
+
+            def off_centre(face: DetectedFace) -> float:
+                left, top, right, bottom = face.box
+                return float(((left + right) / 2.0 - cx) ** 2 + ((top + bottom) / 2.0 - cy) ** 2)
+
+            self._boxes[photo_key] = min(faces, key=off_centre) if faces else None
         return self._boxes[photo_key]
 
     def _align_uncached(self, photo: np.ndarray, template: Template, source: str, photo_key: str) -> AlignedFace:
-        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
-            raise ValueError(f"{source}: expected a uint8 RGB photo, got {photo.dtype} {photo.shape}")
+        _check_photo(photo, source)
         with self._lock:
-            box = self._centre_face(photo, photo_key)
-            if box is None:
+            face = self._centre_face(photo, photo_key)
+            if face is None:
                 raise NoFaceError(f"{source}: no face found{no_face_hint(photo)}")
-            return self._align_box(photo, box, template)
+            return self._align_detected(photo, face, template)
 
-    def _align_box(self, photo: np.ndarray, box: Any, template: Template) -> AlignedFace:
-        """Landmarks inside one dlib detection and the crop at ``template``; the caller holds the lock."""
-        shape = self._predictors[template.landmarks](photo, box)
-        if template.landmarks == "5":
-            matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
+    def _align_detected(self, photo: np.ndarray, face: DetectedFace, template: Template) -> AlignedFace:
+        """The crop at ``template`` of one detection: from its keypoints where the detector gives them and the
+        template is an ArcFace one, else from dlib's landmarks inside its box; the caller holds the lock."""
+        box = tuple(int(round(v)) for v in face.box)
+        if template.landmarks == "68" and face.keypoints is not None:
+            matrix = similarity_transform(face.keypoints, ARCFACE_112 * template.size / 112.0)
         else:
-            matrix = similarity_transform(_arcface_points(shape), ARCFACE_112 * template.size / 112.0)
+            shape = self._predictors[template.landmarks](photo, self._dlib.rectangle(*box))
+            if template.landmarks == "5":
+                matrix = _dlib_chip_matrix(self._dlib.get_face_chip_details(shape, template.size, 0.25))
+            else:
+                matrix = similarity_transform(_arcface_points(shape), ARCFACE_112 * template.size / 112.0)
         crop = warp_photo_to_crop(photo, matrix, template.size)
-        return AlignedFace(crop, matrix, (box.left(), box.top(), box.right(), box.bottom()))
+        return AlignedFace(crop, matrix, (box[0], box[1], box[2], box[3]))
+
+    def _from_crop(self, photo: np.ndarray, template: str, source: str) -> AlignedFace:
+        """A pre-aligned crop as it is, or another template's crop derived from it by the templates' transform."""
+        _check_photo(photo, source)
+        height, width = photo.shape[:2]
+        assert self.aligned is not None
+        if height != width:
+            raise NotACropError(f"{source}: {width}x{height} is not a square crop, so it cannot be a pre-aligned "
+                                f"{self.aligned} face (drop --aligned to detect faces in it)")
+        matrix = template_transform(self.aligned, template, source_size=width)
+        size = TEMPLATES[template].size
+        if template == self.aligned and width == size:
+            crop = np.ascontiguousarray(photo)
+            padded = 0.0
+        else:
+            crop = warp_photo_to_crop(photo, matrix, size)
+            padded = _pixels_outside(matrix, photo.shape, size)
+        with self._lock:
+            self._padded[template] = max(padded, self._padded.get(template, 0.0))
+        return AlignedFace(crop, matrix, (0, 0, width, height), padded)
 
     def _cache_path(self, key: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / "align" / key[:2] / f"{key}.npz"

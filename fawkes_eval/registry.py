@@ -131,7 +131,7 @@ def _first_line(doc: str | None) -> str:
 
 
 # The registries every room fills; the runner and CLI find the rooms' components only through these.
-from fawkes_eval.types import CloakGenerator, Countermeasure, FeatureExtractor, Scenario, Tracker  # noqa: E402
+from fawkes_eval.types import CloakGenerator, Countermeasure, FaceDetector, FeatureExtractor, Scenario, Tracker  # noqa: E402
 
 CLOAKS: Registry[CloakGenerator] = Registry("cloak")
 EXTRACTORS: Registry[FeatureExtractor] = Registry("extractor")
@@ -141,3 +141,6 @@ SCENARIOS: Registry[Scenario] = Registry("scenario")
 EVALUATIONS: Registry[Any] = Registry("evaluation")
 COUNTERMEASURES: Registry[Countermeasure] = Registry("countermeasure")
 REPORTS: Registry[Any] = Registry("report")
+DETECTORS: Registry[FaceDetector] = Registry("detector")
+DETECTORS.register_lazy("dlib-hog", "fawkes_eval.align:DlibHogDetector",
+                        summary="dlib's HOG frontal face detector: boxes only (landmarks from dlib's predictors)")

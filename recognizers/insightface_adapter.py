@@ -72,14 +72,16 @@ class InsightFaceExtractor:
 
     Arguments: ``model_path`` (one ONNX file) or ``pack`` (a FaceAnalysis pack name under ``root/models``);
     ``name`` (registry/result name; default ``insightface-<pack or file stem>``); ``license`` (for a file of your
-    own; packs are non-commercial research); ``sha256`` (checked before loading when given); ``input_mean`` /
+    own; packs are non-commercial research); ``sha256`` (checked before loading when given); ``family`` (the
+    independent model family, default the name's); ``input_mean`` /
     ``input_std`` (override insightface's guess of whether the graph normalises its input itself).
     Shape: uint8 (N, S, S, 3) RGB at ``info.template`` -> float32 (N, D), unit norm.
     """
 
     def __init__(self, model_path: str | Path | None = None, pack: str | None = None, root: str | Path = DEFAULT_ROOT,
                  name: str | None = None, license: str | None = None, sha256: str | None = None,
-                 input_mean: float | None = None, input_std: float | None = None, batch_size: int = 64) -> None:
+                 family: str | None = None, input_mean: float | None = None, input_std: float | None = None,
+                 batch_size: int = 64) -> None:
         if (model_path is None) == (pack is None):
             raise ValueError("InsightFaceExtractor: give exactly one of model_path (an .onnx file) or pack (a name)")
         import insightface
@@ -112,7 +114,7 @@ class InsightFaceExtractor:
         size = int(self._model.input_size[0])
         self.info = ExtractorInfo(
             name=name or f"insightface-{pack or path.stem}",
-            family=f"insightface-{pack or path.stem}",
+            family=family or f"insightface-{pack or path.stem}",
             input_size=size,
             template="arcface-224" if size >= 224 else "arcface-112",
             preprocessing=f"insightface ArcFaceONNX.get_feat: BGR->RGB, (x - {self._model.input_mean}) / "

@@ -11,6 +11,19 @@ def csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def add_face_options(p: argparse.ArgumentParser, aligned: bool = True) -> None:
+    """``--detector NAME`` and (unless ``aligned`` is False) ``--aligned TEMPLATE``: how faces are found in a dataset."""
+    from fawkes_eval.align import TEMPLATES
+
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--detector", metavar="NAME",
+                       help="face detector: dlib-hog (default) or scrfd (needs the [insightface] extra)")
+    if aligned:
+        group.add_argument("--aligned", metavar="TEMPLATE", choices=tuple(TEMPLATES),
+                           help="the photos are face crops already on this template (arcface-112, arcface-224, "
+                                "dlib-150): nothing is detected, other templates are derived from it")
+
+
 def add_audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cloaks", type=csv, help="comma-separated cloak specs, e.g. fawkes-v1.0:mid,noise:mid")
     p.add_argument("--surrogates", type=csv, help="differentiable extractors the cloak optimises against")

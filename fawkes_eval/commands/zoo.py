@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fawkes_eval.commands._audit_options import csv
+from fawkes_eval.commands._audit_options import add_face_options, csv
 
 
 def add_parser(verbs: Any) -> None:
@@ -19,6 +19,7 @@ def add_parser(verbs: Any) -> None:
     check.add_argument("--models", type=csv, help="comma-separated extractor names (default: all)")
     check.add_argument("--folds", type=int, default=5, help="stratified folds (default: %(default)s)")
     check.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: %(default)s)")
+    add_face_options(check)
     check.set_defaults(handler=run_check)
 
 
@@ -32,4 +33,4 @@ def run_list(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from fawkes_eval import zoo
 
-    return zoo.check(args.data, args.subset, args.models, args.folds, args.seed)
+    return zoo.check(args.data, args.subset, args.models, args.folds, args.seed, args.detector, args.aligned)
