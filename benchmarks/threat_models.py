@@ -99,22 +99,22 @@ def adaptive(args: argparse.Namespace) -> None:
         ws.say(f"cloaking {len(public.records)} photos of {len(public.identities)} public identities ...")
         config = AdaptiveConfig(FineTuneConfig(epochs=args.epochs, lr=args.lr, head_lr=1e-2, seed=args.seed))
         start = time.perf_counter()
-        records = [r for r in public.records if _has_face(ws.aligner, r.path, generator.template)]
+        records = [r for r in public.records if _has_face(ws.aligner(PROTOCOL.stem), r.path, generator.template)]
         adapted, record = adapt_to_cloak(
-            victim, generator, ws.aligner, [load_photo(r.path) for r in records],
+            victim, generator, ws.aligner(PROTOCOL.stem), [load_photo(r.path) for r in records],
             [str(r.path) for r in records], [r.identity for r in records], args.seed, config,
         )
         ws.say(f"adapted in {time.perf_counter() - start:.0f} s")
         # control: the same fine-tune on the same public photos, clean only (as many images: each twice), to
         # separate adapting to the cloak from merely training on more faces
-        public_faces = EmbeddingCache(AlignedFaces(victim.info.template), ws.aligner).embed(
+        public_faces = EmbeddingCache(AlignedFaces(victim.info.template), ws.aligner(PROTOCOL.stem)).embed(
             [load_photo(r.path) for r in records], [str(r.path) for r in records])
         control, _ = adapt_extractor(victim, public_faces, public_faces, np.array([r.identity for r in records]),
                                      "clean-only", config)
         data = ws.prepared(PROTOCOL.stem)
         split = data.split(args.seed, 0.7)
         protected = data.protected(spec.protected, args.seed)
-        scenario = ProtectionBench(data.photos, data.sources, data.identities, ws.aligner)
+        scenario = ProtectionBench(data.photos, data.sources, data.identities, ws.aligner(PROTOCOL.stem))
         ws.say(f"cloaking the protected users {', '.join(protected)} ...")
         cloaked, _ = scenario.cloak_users(generator, split, protected, args.seed)
 

@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from fawkes_eval.align import TEMPLATES
 from fawkes_eval.components import ComponentSpec, OptionError, component_config
 from fawkes_eval.results import config_hash
 
@@ -60,11 +61,20 @@ class CampaignError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """An identity-folder dataset (``root/<identity>/<image>``), optionally restricted to a subset list."""
+    """An identity-folder dataset (``root/<identity>/<image>``), optionally restricted to a subset list. Faces are
+    found by ``detector`` (a ``DETECTORS`` name; None: dlib HOG), or, with ``aligned`` (a template name), every
+    photo is already a crop on that template and nothing is detected."""
 
     name: str
     root: Path
     subset: Path | None = None
+    detector: str | None = None
+    aligned: str | None = None
+
+    @property
+    def alignment(self) -> str:
+        """How faces are found, as it enters cell keys: ``detector:<name>`` or ``aligned:<template>``."""
+        return f"aligned:{self.aligned}" if self.aligned else f"detector:{self.detector or 'dlib-hog'}"
 
 
 @dataclass(frozen=True)
@@ -404,12 +414,18 @@ def _parse_datasets(value: Any, r: _Reader, roots: dict[str, Path]) -> tuple[Dat
     out = []
     for i, item in enumerate(value):
         path: tuple[str | int, ...] = ("datasets", i)
-        d = r.mapping(item, path, ("name", "root"), ("subset",))
+        d = r.mapping(item, path, ("name", "root"), ("subset", "detector", "aligned"))
         root = _confined_path(d["root"], (*path, "root"), r, roots)
         if not root.is_dir():
             r.fail((*path, "root"), f"{root} is not a directory")
         subset = _confined_path(d["subset"], (*path, "subset"), r, roots) if d.get("subset") is not None else None
-        out.append(DatasetSpec(r.string(d["name"], (*path, "name"), _NAME), root, subset))
+        if "detector" in d and "aligned" in d:
+            r.fail((*path, "aligned"), "a pre-aligned dataset is not detected: give detector or aligned, not both")
+        aligned = r.string(d["aligned"], (*path, "aligned")) if "aligned" in d else None
+        if aligned is not None and aligned not in TEMPLATES:
+            r.fail((*path, "aligned"), f"unknown template {aligned!r}; known: {', '.join(TEMPLATES)}")
+        detector = r.string(d["detector"], (*path, "detector")) if "detector" in d else None
+        out.append(DatasetSpec(r.string(d["name"], (*path, "name"), _NAME), root, subset, detector, aligned))
     r.unique(tuple(d.name for d in out), ("datasets",))
     return tuple(out)
 
@@ -548,6 +564,7 @@ def check_components(campaign: Campaign) -> None:
     from fawkes_eval.registry import (
         CLOAKS,
         COUNTERMEASURES,
+        DETECTORS,
         EXTRACTORS,
         REPORTS,
         SCENARIOS,
@@ -569,6 +586,12 @@ def check_components(campaign: Campaign) -> None:
         except (UnknownComponentError, OptionError) as e:
             fail(dotted, e)
 
+    for i, dataset in enumerate(campaign.datasets):
+        if dataset.detector is not None:
+            try:
+                DETECTORS.mode_params(dataset.detector)
+            except UnknownComponentError as e:
+                fail(f"datasets[{i}].detector", e)
     for i, spec in enumerate(g.scenarios):
         entry(f"grid.scenarios[{i}]", SCENARIOS, spec)
     for i, spec in enumerate(g.cloaks):

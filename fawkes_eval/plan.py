@@ -53,6 +53,7 @@ def cell_config(campaign: Campaign, cell: Cell, dataset: Dataset) -> CellConfig:
     return CellConfig(
         scenario=cell.scenario.name, scenario_options=cell.scenario.options_dict(),
         dataset=cell.dataset, dataset_sha256=dataset.manifest_hash(),
+        alignment=campaign.dataset(cell.dataset).alignment,
         cloak=cell.cloak.name, cloak_options=cell.cloak.options_dict(), surrogates=",".join(cell.surrogates),
         victim=cell.victim.name, victim_options=cell.victim.options_dict(),
         tracker=cell.tracker.name, tracker_options=cell.tracker.options_dict(),

@@ -34,6 +34,7 @@ class CellConfig(TypedDict):
     scenario_options: dict[str, Any]
     dataset: str
     dataset_sha256: str
+    alignment: str  # how faces are found: detector:<name> or aligned:<template>
     cloak: str
     cloak_options: dict[str, Any]
     surrogates: str  # comma-separated; empty for cloaks that use none (noise, none, external)

@@ -65,6 +65,8 @@ class AuditConfig:
     n_boot: int = 2000
     experiment: str = "fawkes-eval"
     name: str = "audit"
+    detector: str | None = None  # DETECTORS name; None: dlib HOG
+    aligned: str | None = None  # the photos are crops on this template: nothing is detected
 
     def __post_init__(self) -> None:
         for field_name in ("cloaks", "surrogates", "victims", "trackers", "seeds"):
@@ -79,7 +81,7 @@ class AuditConfig:
             study=self.experiment,
             name=self.name,
             datasets=(DatasetSpec(_safe_name(Path(self.subset).stem if self.subset else root.name), root,
-                                  Path(self.subset).resolve() if self.subset else None),),
+                                  Path(self.subset).resolve() if self.subset else None, self.detector, self.aligned),),
             grid=GridSpec(entries(*self.cloaks), (self.surrogates,), entries(*self.victims), entries(*self.trackers),
                           leak_ratios=(self.leak_ratio,), seeds=self.seeds),
             protected=ProtectedSpec(self.protected_users, len(self.protected_users) or self.n_protected),

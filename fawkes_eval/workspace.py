@@ -210,7 +210,7 @@ class Workspace:
         register_user_models(context.campaign)
         self.context = context
         self.stream = stream
-        self.aligner = FaceAligner(cache_dir=context.cache_dir)
+        self.aligners: dict[str, FaceAligner] = {}
         self.cloak_store = ArrayStore(context.cache_dir, "cloaks")
         self.embedding_store = ArrayStore(context.cache_dir, "embeddings")
         self.models: dict[str, FeatureExtractor] = {}
@@ -219,6 +219,14 @@ class Workspace:
         self.scenarios: dict[str, Scenario] = {}
         self.prepared_cloaks: dict[str, PreparedCloaks] = {}  # by group key
         self.environment = environment()  # library versions, device and git revision, recorded with every row
+
+    def aligner(self, dataset: str) -> FaceAligner:
+        """The dataset's aligner: its detector, or its photos taken as crops on its pre-aligned template."""
+        if dataset not in self.aligners:
+            spec = self.context.campaign.dataset(dataset)
+            self.aligners[dataset] = FaceAligner(cache_dir=self.context.cache_dir, detector=spec.detector,
+                                                 aligned=spec.aligned)
+        return self.aligners[dataset]
 
     def say(self, message: str) -> None:
         if self.stream is not None:
@@ -240,7 +248,7 @@ class Workspace:
                 try:
                     photo = load_photo(record.path)
                     for template in self.context.templates:
-                        self.aligner.align(photo, template, source)
+                        self.aligner(name).align(photo, template, source)
                 except (NoFaceError, OSError, ValueError) as e:
                     # the messages of load_photo and the aligner start with the file's path
                     reason = str(e).removeprefix(f"{source}: ")
@@ -258,18 +266,18 @@ class Workspace:
         split = data.split(cell.seed, self.context.campaign.protocol.train_fraction)
         protected = tuple(data.protected(self.context.campaign.protected, cell.seed))
         return ScenarioData(cell.dataset, data.photos, data.sources, data.identities, split, protected, cell.seed,
-                            self.aligner)
+                            self.aligner(cell.dataset))
 
     def generator(self, task: CellTask) -> CachedCloak:
         """The cell's cloak, built from its entry (``build_generator``). A surrogate-free control works on the
         template of the campaign's first surrogate, as the cloaks it is compared with do."""
         cell = task.cell
-        label = f"{cell.cloak.label} via {','.join(cell.surrogates)}"
+        label = f"{cell.dataset}: {cell.cloak.label} via {','.join(cell.surrogates)}"
         if label not in self.generators:
             models = [self.model(s) for s in cell.surrogates]
             template = None if models else extractor_facts(self.context.campaign.grid.surrogates[0][0]).template
             inner = build_generator(cell.cloak.name, cell.cloak.options_dict(), surrogates=models, template=template,
-                                    aligner=self.aligner)
+                                    aligner=self.aligner(cell.dataset))
             self.generators[label] = CachedCloak(inner, self.cloak_store, models)
         return self.generators[label]
 
@@ -425,6 +433,7 @@ def compute_cell(task: CellTask, context: RunContext, ws: Workspace) -> ResultRo
         "dataset": prepared_data.dataset.name, "manifest_sha256": prepared_data.dataset.manifest_hash(),
         "n_identities": len(set(prepared_data.identities)), "n_images": len(prepared_data.photos),
         "n_skipped_photos": len(prepared_data.skipped), "protected_users": list(data.protected),
+        "alignment": data.aligner.provenance(),
         "cloak_params": generator.params(), "targets": dict(prepared.targets),
         "uses_surrogates": uses_surrogates(cell.cloak.name),
         "victim_sha256": victim.info.weight_sha256, "victim_license": victim.info.license,

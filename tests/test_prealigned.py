@@ -86,3 +86,33 @@ def test_zoo_check_takes_aligned(crops_dir: Path) -> None:
     text = out.getvalue()
     assert status == 0 and "pre-aligned arcface-112 crops" in text and "skipped" not in text
     assert "| mobileface | 48 |" in text
+
+
+@pytest.mark.lfw
+@pytest.mark.slow
+def test_a_campaign_on_prealigned_crops_loses_no_photo(crops_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aligned: arcface-112`` on a campaign dataset: every crop is used (none detected, none left out), the
+    dlib chip of the dlib victim is derived from the crop, and the row says how its faces were found."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("FAWKES_EVAL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "c.yaml").write_text(
+        f'study: prealigned\ncampaign: crops\nroots: {{crops: "{crops_dir}"}}\n'
+        'datasets:\n  - {name: crops, root: "crops:.", aligned: arcface-112}\nprotected: {count: 1}\n'
+        "grid:\n  cloaks: [none]\n  surrogates: [dlib-resnet-torch]\n  victims: [mobileface, dlib-resnet-torch]\n"
+        "  trackers: [1nn]\nprotocol: {n_boot: 200}\n")
+    assert main(["run", "c.yaml"]) == 0
+    rows = json.loads((tmp_path / "fawkes-eval-out" / "crops" / "results.json").read_text())
+    assert len(rows) == 2 and all(r["provenance"]["n_images"] == 48 for r in rows)
+    assert json.loads((tmp_path / "fawkes-eval-out" / "crops" / "errors.json").read_text()) == []
+    assert all(r["cell"]["alignment"] == "aligned:arcface-112" for r in rows)
+    assert all(r["provenance"]["alignment"]["aligned"] == "arcface-112" for r in rows)
+    # both victims still recognise the unprotected identities from the crops
+    assert all(r["metrics"]["others_acc"] >= 0.9 for r in rows)
+    both = tmp_path / "both.yaml"
+    both.write_text((tmp_path / "c.yaml").read_text().replace("aligned: arcface-112", "aligned: arcface-112, "
+                                                                                        "detector: scrfd"))
+    assert main(["validate", str(both)]) == 2

@@ -40,7 +40,7 @@ def test_audit_logs_parent_and_child_runs(tmp_path: Path, monkeypatch: pytest.Mo
     assert {"report.html", "report.md", "results.json", "config.json", "manifests", "examples"} <= artifacts
     saved = json.loads((outcome.out_dir / "results.json").read_text())
     assert [r["metrics"]["psr"] for r in saved] == [r.metrics["psr"] for r in outcome.rows]
-    assert sorted(p.name for p in (outcome.out_dir / "cells").iterdir()) == sorted(f"{r.key}.json" for r in outcome.rows)
+    assert sorted(p.name for p in (outcome.out_dir / "cells").glob("*.json")) == sorted(f"{r.key}.json" for r in outcome.rows)
     html = (outcome.out_dir / "report.html").read_text()
     assert "fawkes-v1.0:low" in html
     examples = json.loads((outcome.out_dir / "examples" / "examples.json").read_text())

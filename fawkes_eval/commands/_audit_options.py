@@ -1,4 +1,4 @@
-"""Options shared by the verbs that run the protection protocol (demo, audit)."""
+"""Options shared by the verbs that read a dataset (demo, audit, sweep, zoo check)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def add_audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="MLflow experiment name")
     p.add_argument("--out", type=Path, default=Path("fawkes-eval-out"),
                    help="results folder; results land in OUT/<name>/ (default: %(default)s)")
+    add_face_options(p)
 
 
 def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int:
@@ -45,7 +46,7 @@ def run_with_overrides(args: argparse.Namespace, base: dict[str, object]) -> int
     mapping = {
         "cloaks": "cloaks", "surrogates": "surrogates", "victims": "victims", "trackers": "trackers",
         "protected": "protected_users", "n_protected": "n_protected", "seeds": "seeds",
-        "leak_ratio": "leak_ratio", "experiment": "experiment",
+        "leak_ratio": "leak_ratio", "experiment": "experiment", "detector": "detector", "aligned": "aligned",
     }
     overrides = {field: getattr(args, arg) for arg, field in mapping.items() if getattr(args, arg, None) is not None}
     try:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fawkes_eval.commands._audit_options import csv
+from fawkes_eval.commands._audit_options import add_face_options, csv
 
 
 def add_parser(verbs: Any) -> None:
@@ -39,6 +39,7 @@ def add_parser(verbs: Any) -> None:
     p.add_argument("--name", help="campaign name (default: sweep-<cloak>-<families>-<side>)")
     p.add_argument("--experiment", default="fawkes-eval-sweep", help="MLflow experiment (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("fawkes-eval-out"), help="results folder (default: %(default)s)")
+    add_face_options(p)
     p.set_defaults(handler=run)
 
 
@@ -76,7 +77,8 @@ def sweep_campaign(args: argparse.Namespace) -> Any:
     name = args.name or re.sub(r"[^A-Za-z0-9._-]", "_", f"sweep-{args.cloak}-{'+'.join(args.families)}-{args.side}")
     return Campaign(
         study=args.experiment, name=name,
-        datasets=(DatasetSpec(dataset, root, args.subset.resolve() if args.subset else None),),
+        datasets=(DatasetSpec(dataset, root, args.subset.resolve() if args.subset else None, args.detector,
+                              args.aligned),),
         grid=GridSpec(entries(args.cloak), (tuple(args.surrogates),), entries(*args.victims), entries(*args.trackers),
                       countermeasures=entries(*countermeasures), seeds=tuple(args.seeds)),
         protected=ProtectedSpec(tuple(args.protected), len(args.protected) or args.n_protected),
