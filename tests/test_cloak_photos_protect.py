@@ -1,9 +1,9 @@
 """Photos written by the ``cloak`` verb protect as the campaigns' own cloaks do (issue 17).
 
 Real LFW photos, real dlib-resnet-torch surrogate, fawkes-v1.0:high: the verb's files are read back from disk and
-audited as ``external`` cloaks through ``ProtectionBench`` (the Python API of the protection scenario; white-box
-victim, 1-NN), beside the campaign path's cloaks of the same users and photos; Fawkes v1.0's square-crop merge
-is still there, and the feature change after re-alignment that its report gives is lower.
+audited in a campaign as ``external`` cloaks (white-box victim, 1-NN), beside the campaign path's own cloaks of the
+same users and photos and the clean baseline, all three cells of one ``fawkes-eval run``; Fawkes v1.0's square-crop
+merge is still there, and the feature change after re-alignment that its report gives is lower.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from attacks.full_photo import FullPhotoConfig, cloak_folder, summarise
-from fawkes_eval.align import FaceAligner, PhotoFiles
+from fawkes_eval.align import FaceAligner
 from fawkes_eval.data import Split, load_dataset, split_dataset
-from fawkes_eval.registry import CLOAKS, EXTRACTORS, TRACKERS
+from fawkes_eval.registry import CLOAKS, EXTRACTORS
 from fawkes_eval.rooms import load_rooms
 from fawkes_eval.types import CloakGenerator, DifferentiableExtractor
-from scenarios.protection import ProtectionBench, ProtectionConfig
 
 load_rooms()
 IDENTITIES, PHOTOS = 8, 10  # 7 training / 3 test photos per identity (fawkes-v1.0:high is ~30 s a face on one core)
@@ -34,7 +33,6 @@ class Setup:
     work: Path
     clean_dir: Path  # the protected users' training photos, as the user has them
     split: Split
-    scenario: ProtectionBench
     surrogate: DifferentiableExtractor
     generator: CloakGenerator
 
@@ -57,39 +55,54 @@ def setup(lfw_root: Path, aligner: FaceAligner, tmp_path_factory: pytest.TempPat
             target = clean_dir / dataset.records[i].path.relative_to(lfw_root / "images")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(dataset.records[i].path, target)
-    sources = [str(r.path) for r in dataset.records]
-    scenario = ProtectionBench(PhotoFiles(sources), sources, [r.identity for r in dataset.records], aligner,
-                                  ProtectionConfig(n_boot=200))  # fmt: skip
     surrogate = EXTRACTORS.create("dlib-resnet-torch")
     assert isinstance(surrogate, DifferentiableExtractor)
     generator = CLOAKS.create("fawkes-v1.0:high", surrogates=[surrogate])
-    return Setup(work, clean_dir, split, scenario, surrogate, generator)
+    return Setup(work, clean_dir, split, surrogate, generator)
 
 
-def _psr(setup: Setup, generator: CloakGenerator) -> float:
-    """White-box PSR (the surrogate is the victim), 1-NN."""
-    cloaked, _ = setup.scenario.cloak_users(generator, setup.split, PROTECTED, seed=0)
-    outcome = setup.scenario.evaluate(cloaked, setup.surrogate, lambda: TRACKERS.create("1nn"), setup.split, PROTECTED,
-                                      seed=0)  # fmt: skip
-    assert outcome.others_acc >= 0.9, "the tracker must work on everyone else for the PSR to mean anything"
-    return outcome.psr.value
+def _campaign_psr(setup: Setup, lfw_root: Path, cloaked_dir: Path) -> dict[str, float]:
+    """White-box PSR (the surrogate is the victim), 1-NN, of the clean baseline, the campaign path's cloak and the
+    verb's files imported as ``external``: one campaign, the same users and queries."""
+    import json
+    import os
+
+    from fawkes_eval.cli import main
+
+    work = setup.work
+    (work / "c.yaml").write_text(
+        f'study: verb-vs-campaign\ncampaign: verb\nroots: {{lfw: "{lfw_root / "images"}", work: "{work}"}}\n'
+        'datasets:\n  - {name: lfw, root: "lfw:.", subset: "work:subset.txt"}\n'
+        f"protected: {{users: [{', '.join(PROTECTED)}]}}\n"
+        "grid:\n  cloaks: [none, fawkes-v1.0:high, "
+        f'{{name: external, clean_dir: "work:{setup.clean_dir.name}", cloaked_dir: "work:{cloaked_dir.name}"}}]\n'
+        "  surrogates: [dlib-resnet-torch]\n  victims: [dlib-resnet-torch]\n  trackers: [1nn]\nprotocol: {n_boot: 200}\n")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "FAWKES_EVAL_CACHE": str(work / "cache")}
+    before = {k: os.environ.get(k) for k in env}
+    cwd = Path.cwd()
+    try:
+        os.environ.update(env)
+        os.chdir(work)
+        assert main(["run", "c.yaml"]) == 0
+    finally:
+        os.chdir(cwd)
+        for k, v in before.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    rows = json.loads((work / "fawkes-eval-out" / "verb" / "results.json").read_text())
+    assert all(r["metrics"]["others_acc"] >= 0.9 for r in rows), "the tracker must work on everyone else"
+    external = next(r for r in rows if r["cell"]["cloak"] == "external")
+    assert external["provenance"]["photos_without_cloaked_copy"] == []
+    return {r["cell"]["cloak"]: r["metrics"]["psr"] for r in rows}
 
 
-def _external(clean_dir: Path, cloaked_dir: Path) -> CloakGenerator:
-    generator: CloakGenerator = CLOAKS.create("external", template="dlib-150", clean_dir=str(clean_dir),
-                                              cloaked_dir=str(cloaked_dir))  # fmt: skip
-    return generator
-
-
-def test_verb_photos_read_back_protect_like_the_campaign_path(setup: Setup, aligner: FaceAligner) -> None:
+def test_verb_photos_read_back_protect_like_the_campaign_path(setup: Setup, aligner: FaceAligner, lfw_root: Path) -> None:
     generator, surrogate, work, clean_dir = setup.generator, setup.surrogate, setup.work, setup.clean_dir
     out = work / "verb"
     results = cloak_folder(generator, clean_dir, out, FullPhotoConfig(output_format="png"), aligner, seed=0,
                            checkers=[surrogate])  # fmt: skip
     assert all(r.status == "cloaked" and r.merge == "aligned" for r in results)
-    clean_psr = _psr(setup, _external(clean_dir, clean_dir))  # the same photos, uncloaked
-    verb_psr = _psr(setup, _external(clean_dir, out))
-    campaign_psr = _psr(setup, generator)
+    psr = _campaign_psr(setup, lfw_root, out)
+    clean_psr, verb_psr, campaign_psr = psr["none"], psr["external"], psr["fawkes-v1.0:high"]
     assert verb_psr >= 0.8 and abs(verb_psr - campaign_psr) <= 0.1, (verb_psr, campaign_psr)
     assert verb_psr - clean_psr >= 0.5, (clean_psr, verb_psr)
 
