@@ -587,6 +587,9 @@ def check_components(campaign: Campaign) -> None:
             fail(dotted, e)
 
     for i, dataset in enumerate(campaign.datasets):
+        if dataset.aligned is not None and dataset.aligned not in TEMPLATES:
+            fail(f"datasets[{i}].aligned", ValueError(f"unknown template {dataset.aligned!r}; known: "
+                                                      f"{', '.join(TEMPLATES)}"))
         if dataset.detector is not None:
             try:
                 DETECTORS.mode_params(dataset.detector)

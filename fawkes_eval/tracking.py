@@ -229,16 +229,16 @@ class RunLogger:
 
     def __init__(self, experiment: str, uri: str | None = None) -> None:
         self.uri = uri or tracking_uri()
-        if self.uri not in _REACHED_URIS:
-            check_tracking(self.uri)
         if urlsplit(self.uri).scheme in ("http", "https"):
             for name, value in MLFLOW_HTTP_DEFAULTS.items():
                 os.environ.setdefault(name, value)  # MLflow reads these per request; a user's setting wins
         self.patience = tracking_patience()
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
         with _store_creation_lock(self.uri):  # the first touch of a new sqlite store creates its tables
+            if self.uri not in _REACHED_URIS:
+                check_tracking(self.uri)
+            self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._retry(f"opening experiment {experiment!r}", lambda: self._experiment(experiment))
         _REACHED_URIS.add(self.uri)
 

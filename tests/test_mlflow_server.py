@@ -50,7 +50,7 @@ def test_campaign_on_a_shared_mlflow_server(mlflow_server: MlflowServer, tmp_pat
     parent_artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     assert {"config.json", "campaign.yaml", "results.json", "report.html", "report.md", "manifests"} <= parent_artifacts
     config = json.loads(Path(client.download_artifacts(outcome.parent_run_id, "config.json", str(tmp_path))).read_text())
-    assert config["grid"]["cloaks"] == ["noise:low"]  # the resolved campaign travels with the parent run
+    assert [c["name"] for c in config["grid"]["cloaks"]] == ["noise:low"]  # the resolved campaign travels with the parent run
 
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
     assert len(runs) == 3 and len(children) == 2

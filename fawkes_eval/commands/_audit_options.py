@@ -12,14 +12,14 @@ def csv(text: str) -> tuple[str, ...]:
 
 
 def add_face_options(p: argparse.ArgumentParser, aligned: bool = True) -> None:
-    """``--detector NAME`` and (unless ``aligned`` is False) ``--aligned TEMPLATE``: how faces are found in a dataset."""
-    from fawkes_eval.align import TEMPLATES
-
+    """``--detector NAME`` and (unless ``aligned`` is False) ``--aligned TEMPLATE``: how faces are found in a dataset.
+    Both are checked where they are used (``check_components``, ``FaceAligner``): naming the templates here would
+    import the aligner, and ``--help`` imports nothing heavy."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--detector", metavar="NAME",
                        help="face detector: dlib-hog (default) or scrfd (needs the [insightface] extra)")
     if aligned:
-        group.add_argument("--aligned", metavar="TEMPLATE", choices=tuple(TEMPLATES),
+        group.add_argument("--aligned", metavar="TEMPLATE",
                            help="the photos are face crops already on this template (arcface-112, arcface-224, "
                                 "dlib-150): nothing is detected, other templates are derived from it")
 

@@ -31,6 +31,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from fawkes_eval import zoo
+    import sys
 
+    from fawkes_eval import zoo
+    from fawkes_eval.align import TEMPLATES
+
+    if args.aligned is not None and args.aligned not in TEMPLATES:
+        print(f"fawkes-eval zoo check: error: --aligned {args.aligned!r}: unknown template; known: "
+              f"{', '.join(TEMPLATES)}", file=sys.stderr)
+        return 2
     return zoo.check(args.data, args.subset, args.models, args.folds, args.seed, args.detector, args.aligned)
