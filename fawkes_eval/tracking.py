@@ -204,8 +204,7 @@ def _store_creation_lock(uri: str) -> Iterator[None]:
         return
     import fcntl
 
-    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -235,9 +234,9 @@ class RunLogger:
         self.patience = tracking_patience()
         from mlflow.tracking import MlflowClient
 
-        with _store_creation_lock(self.uri):  # the first touch of a new sqlite store creates its tables
-            if self.uri not in _REACHED_URIS:
-                check_tracking(self.uri)
+        if self.uri not in _REACHED_URIS:
+            check_tracking(self.uri)  # first: a clear error for a store that cannot be used, before any lock
+        with _store_creation_lock(self.uri):  # creating the client of a new sqlite store creates its tables
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._retry(f"opening experiment {experiment!r}", lambda: self._experiment(experiment))
         _REACHED_URIS.add(self.uri)
