@@ -33,6 +33,7 @@ from fawkes_eval.workspace import (
     CellDoneElsewhere,
     RunContext,
     Workspace,
+    cell_tags,
     claim,
     drop_workspaces,
     execute_cell,
@@ -223,7 +224,7 @@ def run_campaign(
         logged = logger.logged_cells(parent)
         for row in rows:
             if row.key not in logged:
-                logger.log_cell(parent, row, _tags(row))
+                logger.log_cell(parent, row, cell_tags(row))
     write_results(campaign, plan, rows, left_out, results_dir, logger, parent, stream)
     logger.finish(parent, "FINISHED" if not failed else "FAILED")
     elapsed = time.perf_counter() - start
@@ -241,12 +242,6 @@ def run_campaign(
         console.say(stream, f"failed: {line}")
     console.say(stream, summary_line(campaign, outcome))
     return outcome
-
-
-def _tags(row: ResultRow) -> dict[str, str]:
-    from fawkes_eval.workspace import cell_tags
-
-    return cell_tags(row)
 
 
 def _headline(row: ResultRow) -> str:

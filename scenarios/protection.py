@@ -181,8 +181,7 @@ class ProtectionBench:
         A generator that declared ``per_user`` is told each photo's user (one target per user); one that declared
         ``whole_photos`` (another tool's files) replaces each photo by its copy, and a photo without a copy stays
         clean (listed in ``missing_copies``)."""
-        # generators of one name differ in surrogates and configuration, so those are part of the key
-        key = (generator.name, json.dumps(generator.params(), sort_keys=True, default=str), seed, tuple(protected))
+        key = self.run_key(generator, seed, protected)
         if key not in self._cloaked:
             indices = [i for user in protected for i in split.train[user]]
             photos, sources = [self.photos[i] for i in indices], [self.sources[i] for i in indices]
@@ -197,6 +196,11 @@ class ProtectionBench:
                 cloaked = dict(zip(indices, made, strict=True))
             self._cloaked[key] = (cloaked, seconds)
         return self._cloaked[key]
+
+    @staticmethod
+    def run_key(generator: CloakGenerator, seed: int, protected: Sequence[str]) -> tuple[str, str, int, tuple[str, ...]]:
+        """What identifies a cloaking run: generators of one name differ in surrogates and configuration."""
+        return generator.name, json.dumps(generator.params(), sort_keys=True, default=str), seed, tuple(protected)
 
     def embedder(self, extractor: FeatureExtractor) -> EmbeddingCache:
         name = extractor.info.name
@@ -311,8 +315,7 @@ class Protection:
             first.source, first.crop_clean, np.clip(np.rint(first.crop_cloaked), 0, 255).astype(np.uint8))
         targets = {t.user: t.target for t in getattr(generator, "last_targets", [])} if declared_by(generator).get(
             "per_user") else {}
-        key = (generator.name, json.dumps(generator.params(), sort_keys=True, default=str), data.seed,
-               tuple(data.protected))
+        key = bench.run_key(generator, data.seed, data.protected)
         notes: dict[str, Any] = {}
         if key in bench.missing_copies:
             notes["photos_without_cloaked_copy"] = bench.missing_copies[key]

@@ -183,7 +183,7 @@ class CampaignRun:
         self.folder, self.results, self.uri, self.parent, self.rows, self.stdout = folder, results, uri, parent, rows, stdout
 
     def row(self, **cell: Any) -> Any:
-        """The one row whose cell has these values (a name without ``:mode`` matches any mode)."""
+        """The one row whose cell has exactly these values."""
         found = [r for r in self.rows if all(r.cell.get(k) == v for k, v in cell.items())]
         assert len(found) == 1, f"{len(found)} rows match {cell}"
         return found[0]
