@@ -6,7 +6,8 @@ and where outputs go. Every entry of the scenarios, cloaks, victims, trackers an
 registered name (``fawkes-v1.0:mid``) or a mapping of a name and options (``{name: fawkes-v1.0:mid, steps:
 100}``); options are the fields of the component's config and are checked by ``check_components``. A string
 option written ``ROOT:path`` is a confined path like any other (``{name: external, clean_dir: "data:clean",
-cloaked_dir: "data:cloaked"}``). Cloaks that use no surrogate (noise, none, external) are not crossed with the
+cloaked_dir: "data:cloaked"}``), and so are the ``root`` and ``subset`` of a mapping option (``public: {root:
+"data:lfw", subset: "data:public.txt"}``). Cloaks that use no surrogate (noise, none, external) are not crossed with the
 surrogate sets. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything
 it does not understand with ``FILE:LINE: field: reason``. ``check_components`` then checks every component name
 against the registries (after ``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
@@ -44,7 +45,16 @@ from typing import Any, NoReturn
 import yaml
 
 from fawkes_eval.align import TEMPLATES
-from fawkes_eval.components import ComponentSpec, OptionError, component_config
+from fawkes_eval.components import (
+    ADAPT_OPTIONS,
+    ROBUST_OPTION,
+    ComponentSpec,
+    OptionError,
+    component_config,
+    robust_transforms,
+    victim_adaptation,
+    without_options,
+)
 from fawkes_eval.results import config_hash
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "demo_data"
@@ -443,7 +453,9 @@ def _parse_protected(value: Any, r: _Reader) -> ProtectedSpec:
 
 
 def _parse_entry(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dict[str, Path]) -> ComponentSpec:
-    """A name, or a mapping ``{name: ..., option: value, ...}``; ``ROOT:path`` strings become confined paths."""
+    """A name, or a mapping ``{name: ..., option: value, ...}``; ``ROOT:path`` strings become confined paths, and
+    so does a mapping option with a ``root`` (photos outside ``datasets:``, such as an adaptive victim's public
+    identities)."""
     if isinstance(value, str):
         return ComponentSpec(r.string(value, path))
     if not isinstance(value, dict) or "name" not in value:
@@ -456,8 +468,23 @@ def _parse_entry(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dic
             r.fail((*path, str(key)), "an option name must be an identifier (a config field of the component)")
         if isinstance(option, str) and option.partition(":")[0] in roots and option.partition(":")[1]:
             option = str(_confined_path(option, (*path, key), r, roots))
+        elif isinstance(option, dict) and "root" in option:
+            option = _parse_location(option, (*path, key), r, roots)
         options[key] = option
     return ComponentSpec.of(r.string(value["name"], (*path, "name")), options)
+
+
+def _parse_location(value: dict[Any, Any], path: tuple[str | int, ...], r: _Reader, roots: dict[str, Path]) -> dict[str, str]:
+    """An option naming photos outside ``datasets:`` (``public: {root: ROOT:path, subset: ROOT:file}``): confined
+    like a dataset's root and subset."""
+    d = r.mapping(value, path, ("root",), ("subset",))
+    root = _confined_path(d["root"], (*path, "root"), r, roots)
+    if not root.is_dir():
+        r.fail((*path, "root"), f"{root} is not a directory")
+    out = {"root": str(root)}
+    if d.get("subset") is not None:
+        out["subset"] = str(_confined_path(d["subset"], (*path, "subset"), r, roots))
+    return out
 
 
 def _parse_entries(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dict[str, Path]) -> tuple[ComponentSpec, ...]:
@@ -556,6 +583,36 @@ def _parse_outputs(value: Any, r: _Reader) -> OutputSpec:
 
 # --- checks against the registries -----------------------------------------------------------------------------
 
+def _check_adaptation(campaign: Campaign, dotted: str, spec: ComponentSpec, fail: Any) -> None:
+    """An adaptive victim (``adapt:``): a registered adaptation, a differentiable extractor, a known public set."""
+    from fawkes_eval.components import extractor_facts
+    from fawkes_eval.registry import EVALUATIONS
+
+    try:
+        adaptation = victim_adaptation(spec)
+    except OptionError as e:
+        fail(dotted, e)
+    if adaptation is None:
+        return
+    methods = [n for n in EVALUATIONS.names() if EVALUATIONS.declared(n).get("adapts_victims")]
+    if adaptation.adapt not in methods:
+        fail(f"{dotted}.adapt", ValueError(f"unknown adaptation {adaptation.adapt!r}; known: {', '.join(methods)}"))
+    user_models = {m.name for m in campaign.models}
+    if spec.name not in user_models:
+        try:
+            facts = extractor_facts(spec.name)
+        except (KeyError, ValueError) as e:
+            fail(dotted, e)
+        if not facts.differentiable:
+            fail(f"{dotted}.adapt", ValueError(
+                f"victim {spec.name!r} is not differentiable: the adaptive tracker fine-tunes the network's weights "
+                "(choose a differentiable zoo model, e.g. dlib-resnet-torch)"))
+    if isinstance(adaptation.public, str) and adaptation.public not in {d.name for d in campaign.datasets}:
+        fail(f"{dotted}.public", ValueError(
+            f"public {adaptation.public!r} is not a dataset of this campaign ({', '.join(d.name for d in campaign.datasets)}); "
+            "name one, or give {root: ROOT:path, subset: ROOT:file}"))
+
+
 def check_components(campaign: Campaign) -> None:
     """Resolve every component of every cell before anything runs (call ``load_rooms()`` first): names against
     the registries, each entry's options against its config, and each cloak against each surrogate set it will be
@@ -604,10 +661,20 @@ def check_components(campaign: Campaign) -> None:
             if name not in user_models:
                 entry(f"grid.surrogates[{i}][{j}]", EXTRACTORS, ComponentSpec(name))
     for i, spec in enumerate(g.victims):
-        if spec.name not in user_models or spec.options:
-            entry(f"grid.victims[{i}]", EXTRACTORS, spec)
+        own = without_options(spec, *ADAPT_OPTIONS)
+        if own.name not in user_models or own.options:
+            entry(f"grid.victims[{i}]", EXTRACTORS, own)
+        _check_adaptation(campaign, f"grid.victims[{i}]", spec, fail)
     for i, spec in enumerate(g.trackers):
-        entry(f"grid.trackers[{i}]", TRACKERS, spec)
+        entry(f"grid.trackers[{i}]", TRACKERS, without_options(spec, ROBUST_OPTION))
+        try:
+            robust = robust_transforms(spec)
+        except OptionError as e:
+            fail(f"grid.trackers[{i}].robust", e)
+        refusing = [s.label for s in g.scenarios if not SCENARIOS.declared(s.name).get("augmentations")]
+        if robust and refusing:
+            fail(f"grid.trackers[{i}].robust", ValueError(
+                f"scenario(s) {', '.join(refusing)} train no tracker on the uploads: robust training does not apply"))
     for i, spec in enumerate(g.countermeasures):
         if spec.name != NO_COUNTERMEASURE:
             entry(f"grid.countermeasures[{i}]", COUNTERMEASURES, spec)
@@ -615,6 +682,12 @@ def check_components(campaign: Campaign) -> None:
     for i, name in enumerate(campaign.outputs.reports):
         if name not in formats:
             fail(f"outputs.reports[{i}]", ValueError(f"expected a report format ({', '.join(formats)}), got {name!r}"))
+    adapted = [i for i, v in enumerate(g.victims) if victim_adaptation(v) is not None]
+    whole = [c.label for c in g.cloaks if CLOAKS.declared(c.name).get("whole_photos")]
+    if adapted and whole:
+        fail(f"grid.victims[{adapted[0]}]", ValueError(
+            f"an adaptive victim cloaks its public photos with each cell's cloak; {', '.join(whole)} only serve(s) "
+            "another tool's files of the dataset's users"))
     for i, surrogate_set in enumerate(g.surrogates):
         facts = [extractor_facts(name) for name in surrogate_set]
         for j, spec in enumerate(g.cloaks):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fawkes_eval.registry import CLOAKS, EXTRACTORS, Registry, load_target
+from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, EXTRACTORS, Registry, UnknownComponentError, load_target
 from fawkes_eval.types import CloakGenerator, ExtractorInfo, FeatureExtractor
 
 # the template a surrogate-free control (noise, none, external) works on when no surrogate or option names one
@@ -186,3 +186,99 @@ def check_surrogates(cloak: str, surrogates: Sequence[SurrogateFacts]) -> None:
         named = ", ".join(f"{s.name} ({s.template})" for s in surrogates)
         raise OptionError(f"cloak {cloak!r}: surrogates of one set must share one alignment template, got {named}")
 
+
+
+# --- options every tracker and victim entry takes, whatever the component ------------------------------------
+
+# Robust training's default views (``robust: default``): one mid strength per countermeasure family, each a
+# processing a platform applies anyway; a training set (1 + 6) times the size. ``scenarios.robust`` uses it too.
+ROBUST_DEFAULT = ("jpeg:50", "blur:1", "rescale:0.5", "median:3", "gaussian-noise:4", "bit-depth:5")
+ROBUST_OPTION = "robust"
+
+
+def robust_transforms(spec: ComponentSpec) -> tuple[str, ...]:
+    """The countermeasures a tracker entry trains through (its ``robust`` option: ``default`` or a list of
+    ``COUNTERMEASURES`` names); empty when it has none. Raises ``OptionError`` for an unusable value or name."""
+    value = spec.options_dict().get(ROBUST_OPTION)
+    if value is None:
+        return ()
+    names = ROBUST_DEFAULT if value == "default" else value
+    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) and n for n in names):
+        raise OptionError(f"tracker {spec.name!r}: robust must be 'default' or a non-empty list of countermeasure "
+                          f"names such as [jpeg:50, blur:1], got {value!r}")
+    if len(set(names)) != len(names):
+        raise OptionError(f"tracker {spec.name!r}: robust lists a transform twice: {list(names)}")
+    for name in names:
+        try:
+            COUNTERMEASURES.mode_params(name)
+        except UnknownComponentError as e:
+            raise OptionError(f"tracker {spec.name!r}: robust: {e}") from None
+        modes = COUNTERMEASURES.modes(name)
+        if modes and ":" not in name:
+            raise OptionError(f"tracker {spec.name!r}: robust: {name!r} needs a strength, one of "
+                              f"{', '.join(f'{name}:{m}' for m in modes)}")
+    return tuple(names)
+
+
+def without_options(spec: ComponentSpec, *keys: str) -> ComponentSpec:
+    """``spec`` without the options ``keys`` (what the component's own config receives)."""
+    return ComponentSpec(spec.name, tuple((k, v) for k, v in spec.options if k not in keys))
+
+
+@dataclass(frozen=True)
+class VictimAdaptation:
+    """A victim entry's adaptive-tracker options: ``{name: dlib-resnet-torch, adapt: facecure, public: ...,
+    epochs: 5, lr: 1e-4}``.
+
+    ``adapt``: the adaptation (an ``EVALUATIONS`` entry that declares ``adapts_victims``; ``facecure``).
+    ``public``: the public identities' photos the tracker cloaks and fine-tunes on: the name of a campaign
+    dataset, or ``{root: ROOT:path, subset: ROOT:file}``; any identity protected in the cell is dropped.
+    ``epochs``, ``lr``, ``head_lr``, ``batch_size``: the fine-tune. ``per_identity``: at most this many photos of
+    each public identity (0: all). ``held_out``: photos per public identity kept out of the fine-tune, on which
+    the 1-NN error of the cloaked copies is measured before and after (the adaptation's own check)."""
+
+    adapt: str
+    public: str | Mapping[str, str]
+    epochs: int = 5
+    lr: float = 1e-4
+    head_lr: float = 1e-2
+    batch_size: int = 32
+    per_identity: int = 0
+    held_out: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adapt, str) or not self.adapt:
+            raise ValueError(f"adapt must name an adaptation (facecure), got {self.adapt!r}")
+        if isinstance(self.public, Mapping):
+            if "root" not in self.public or set(self.public) - {"root", "subset"}:
+                raise ValueError(f"public must be a dataset name or {{root, subset}}, got keys {sorted(self.public)}")
+        elif not isinstance(self.public, str) or not self.public:
+            raise ValueError(f"public must be a dataset name or {{root, subset}}, got {self.public!r}")
+        ints = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1), "per_identity": (self.per_identity, 0),
+                "held_out": (self.held_out, 0)}
+        for key, (value, low) in ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        for key, rate in (("lr", self.lr), ("head_lr", self.head_lr)):
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+                raise ValueError(f"{key} must be a positive number, got {rate!r}")
+
+
+ADAPT_OPTIONS = tuple(f.name for f in dataclasses.fields(VictimAdaptation))
+
+
+def victim_adaptation(spec: ComponentSpec) -> VictimAdaptation | None:
+    """The adaptive-tracker options of a victim entry (None without ``adapt``); the other options are the
+    extractor's own. Raises ``OptionError`` naming the victim."""
+    options = {k: v for k, v in spec.options if k in ADAPT_OPTIONS}
+    if not options:
+        return None
+    if "adapt" not in options:
+        raise OptionError(f"victim {spec.name!r}: {', '.join(sorted(options))} only go with adapt: facecure")
+    if "public" not in options:
+        raise OptionError(f"victim {spec.name!r}: adapt needs public: the public identities' dataset "
+                          "(a campaign dataset name, or {root, subset})")
+    try:
+        return VictimAdaptation(**options)
+    except (TypeError, ValueError) as e:
+        raise OptionError(f"victim {spec.name!r}: {e}") from None

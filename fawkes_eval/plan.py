@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from fawkes_eval import console
 from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, Cell, ProtectedSpec
-from fawkes_eval.components import component_config, uses_surrogates
+from fawkes_eval.components import component_config, uses_surrogates, victim_adaptation
 from fawkes_eval.data import Dataset, load_dataset
 from fawkes_eval.registry import SCENARIOS
 from fawkes_eval.results import CellConfig, config_hash
@@ -48,14 +48,19 @@ def protected_label(spec: ProtectedSpec) -> str:
     return ",".join(spec.users) if spec.users else f"random {spec.count}"
 
 
-def cell_config(campaign: Campaign, cell: Cell, dataset: Dataset) -> CellConfig:
+def cell_config(campaign: Campaign, cell: Cell, dataset: Dataset, public_sha256: str | None = None) -> CellConfig:
+    """``public_sha256``: the manifest of an adaptive victim's public photos, which enters its options (and so the
+    cell's key): other public photos, another cell."""
     p = campaign.protocol
+    victim_options = cell.victim.options_dict()
+    if public_sha256 is not None:
+        victim_options["public_sha256"] = public_sha256
     return CellConfig(
         scenario=cell.scenario.name, scenario_options=cell.scenario.options_dict(),
         dataset=cell.dataset, dataset_sha256=dataset.manifest_hash(),
         alignment=campaign.dataset(cell.dataset).alignment,
         cloak=cell.cloak.name, cloak_options=cell.cloak.options_dict(), surrogates=",".join(cell.surrogates),
-        victim=cell.victim.name, victim_options=cell.victim.options_dict(),
+        victim=cell.victim.name, victim_options=victim_options,
         tracker=cell.tracker.name, tracker_options=cell.tracker.options_dict(),
         countermeasure=cell.countermeasure.label,
         countermeasure_side=p.countermeasure_side if cell.countermeasure.name != NO_COUNTERMEASURE else "",
@@ -71,9 +76,16 @@ _GROUP_AXES = ("scenario", "scenario_options", "dataset_sha256", "cloak", "cloak
 def plan_campaign(campaign: Campaign) -> CampaignPlan:
     """Hash the datasets and resolve every cell's configuration and key (no model is loaded)."""
     datasets = {d.name: load_dataset(d.root, d.subset, d.name) for d in campaign.datasets}
+    public: dict[str, str] = {}  # an adaptive victim's public photos -> their manifest hash
+    for victim in campaign.grid.victims:
+        adaptation = victim_adaptation(victim)
+        if adaptation is not None and victim.label not in public:
+            where = adaptation.public
+            public[victim.label] = (datasets[where] if isinstance(where, str) else load_dataset(
+                where["root"], where.get("subset"))).manifest_hash()
     tasks = []
     for cell in campaign.cells():
-        config = cell_config(campaign, cell, datasets[cell.dataset])
+        config = cell_config(campaign, cell, datasets[cell.dataset], public.get(cell.victim.label))
         group = config_hash({k: config[k] for k in _GROUP_AXES})  # type: ignore[literal-required]
         tasks.append(CellTask(cell, config, config_hash(dict(config)), group, uses_surrogates(cell.cloak.name)))
     return CampaignPlan(campaign, datasets, tasks)

@@ -149,6 +149,30 @@ class ScenarioCell:
     leak_ratio: float = 0.0  # share of a protected user's uploads left clean
     n_boot: int = 2000
     topk: int = 5
+    # robust training (a tracker entry's ``robust`` option): the tracker also trains on every training photo
+    # through each of these transforms; scenarios that declared ``augmentations=True`` at registration use them
+    augmentations: tuple[Countermeasure, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublicPhotos:
+    """An adaptive victim's public identities' photos (possibly read on access), the protected users dropped."""
+
+    photos: Sequence[np.ndarray]
+    sources: list[str]
+    identities: list[str]
+    description: dict[str, Any]  # where they come from (dataset or root/subset, manifest sha256), for the row
+
+
+@dataclass(frozen=True)
+class AdaptedVictims:
+    """What an adaptation (an ``EVALUATIONS`` entry declaring ``adapts_victims``, e.g. ``facecure``) returns for a
+    cell: the victim adapted to the cell's cloak, its control (the same fine-tune on clean public photos only),
+    and the record the row keeps (identities, pairs, epochs, seconds, cache hit, ...)."""
+
+    adapted: FeatureExtractor
+    control: FeatureExtractor
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)

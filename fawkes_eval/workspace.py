@@ -17,7 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,15 +26,35 @@ import numpy as np
 from fawkes_eval import console
 from fawkes_eval.align import FaceAligner, NoFaceError, PhotoFiles, load_photo
 from fawkes_eval.cache import ArrayStore, atomic_write_bytes, atomic_write_text, content_digest
-from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, CampaignError, ProtectedSpec
-from fawkes_eval.components import build_generator, create_component, extractor_facts, uses_surrogates
+from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, CampaignError, DatasetSpec, ProtectedSpec
+from fawkes_eval.components import (
+    ROBUST_OPTION,
+    VictimAdaptation,
+    build_generator,
+    create_component,
+    extractor_facts,
+    robust_transforms,
+    uses_surrogates,
+    victim_adaptation,
+    without_options,
+)
 from fawkes_eval.data import Dataset, DatasetError, FileError, Split, load_dataset, split_dataset
 from fawkes_eval.plan import CellTask, create_scenario
-from fawkes_eval.registry import COUNTERMEASURES, EXTRACTORS, TRACKERS
+from fawkes_eval.registry import COUNTERMEASURES, EVALUATIONS, EXTRACTORS, TRACKERS
 from fawkes_eval.results import ResultRow
 from fawkes_eval.rooms import load_rooms
 from fawkes_eval.tracking import RunLogger, TrackingUnavailable, environment
-from fawkes_eval.types import CloakGenerator, CloakOutput, FeatureExtractor, PreparedCloaks, Scenario, ScenarioCell, ScenarioData
+from fawkes_eval.types import (
+    AdaptedVictims,
+    CloakGenerator,
+    CloakOutput,
+    FeatureExtractor,
+    PreparedCloaks,
+    PublicPhotos,
+    Scenario,
+    ScenarioCell,
+    ScenarioData,
+)
 
 USER_MODEL_HOOK = "recognizers.user_model:register_user_model"  # called once per ``models:`` entry
 
@@ -107,7 +127,7 @@ class CachedCloak:
         self.name = inner.name
         self.template = inner.template
         self.last_targets: list[Target] = []
-        self._identity = json.dumps(
+        self.identity = json.dumps(
             {"name": inner.name, "params": inner.params(), "surrogates": [_weights_id(s) for s in surrogates]},
             sort_keys=True, default=str,
         )
@@ -119,7 +139,7 @@ class CachedCloak:
         return self.inner.params()
 
     def cloak(self, faces: np.ndarray, seed: int, users: Sequence[str] | None = None) -> CloakOutput:
-        key = content_digest(self._identity, str(seed), json.dumps(list(users or [])), faces)
+        key = content_digest(self.identity, str(seed), json.dumps(list(users or [])), faces)
         hit = self.store.get(key)
         if hit is not None:
             self.last_targets = [Target(str(u), str(t)) for u, t in hit.get("targets", np.zeros((0, 2), str))]
@@ -218,6 +238,8 @@ class Workspace:
         self.generators: dict[str, CachedCloak] = {}
         self.scenarios: dict[str, Scenario] = {}
         self.prepared_cloaks: dict[str, PreparedCloaks] = {}  # by group key
+        self.adapted_store = ArrayStore(context.cache_dir, "adapted-victims")
+        self.adapted: dict[str, AdaptedVictims] = {}  # adaptive victims, by victim entry, cloak, seed, users
         self.environment = environment()  # library versions, device and git revision, recorded with every row
 
     def aligner(self, dataset: str) -> FaceAligner:
@@ -238,9 +260,10 @@ class Workspace:
             self.models[name] = CachedExtractor(EXTRACTORS.create(name), self.embedding_store)
         return self.models[name]
 
-    def prepared(self, name: str) -> PreparedData:
+    def prepared(self, name: str, spec: DatasetSpec | None = None) -> PreparedData:
+        """A campaign dataset's usable photos (or ``spec``'s, for photos outside ``datasets:``), checked once."""
         if name not in self.data:
-            spec = self.context.campaign.dataset(name)
+            spec = spec or self.context.campaign.dataset(name)
             dataset = load_dataset(spec.root, spec.subset, spec.name)
             sources, identities, skipped = [], [], list(dataset.errors)
             for record in console.progress(dataset.records, f"checking photos of {name}", unit="photo"):
@@ -280,6 +303,44 @@ class Workspace:
                                     aligner=self.aligner(cell.dataset))
             self.generators[label] = CachedCloak(inner, self.cloak_store, models)
         return self.generators[label]
+
+    def public_photos(self, task: CellTask, options: VictimAdaptation, protected: Sequence[str]) -> PublicPhotos:
+        """An adaptive victim's public photos (a campaign dataset, or ``{root, subset}`` aligned like the cell's
+        dataset), without the cell's protected users: an identity of that name is dropped and recorded."""
+        if isinstance(options.public, str):
+            name, aligner_of = options.public, options.public
+            data = self.prepared(name)
+            description: dict[str, Any] = {"dataset": name}
+        else:
+            root, subset = Path(options.public["root"]), options.public.get("subset")
+            name = "public-" + content_digest(str(root), str(subset))[:12]
+            aligner_of = task.cell.dataset
+            self.aligners.setdefault(name, self.aligner(aligner_of))
+            data = self.prepared(name, DatasetSpec(name, root, Path(subset) if subset else None))
+            description = {"root": str(root), "subset": subset}
+        keep = [i for i, identity in enumerate(data.identities) if identity not in protected]
+        description.update(manifest_sha256=data.dataset.manifest_hash(), aligned_like=aligner_of,
+                           dropped_protected=sorted(set(data.identities) & set(protected)))
+        return PublicPhotos(PhotoFiles([data.sources[i] for i in keep]), [data.sources[i] for i in keep],
+                            [data.identities[i] for i in keep], description)
+
+    def adapted_victims(self, task: CellTask, options: VictimAdaptation) -> AdaptedVictims:
+        """The cell's victim adapted to its cloak (``adapt:``), and the control; kept on disk by content."""
+        data = self.scenario_data(task)
+        generator = self.generator(task)
+        label = json.dumps([task.cell.victim.label, task.cell.dataset, generator.identity, data.seed,
+                            list(data.protected)])
+        if label not in self.adapted:
+            base = self.model(task.cell.victim.name)
+            if not base.info.differentiable:
+                raise ValueError(f"victim {base.info.name} is not differentiable: adapt needs a network to fine-tune")
+            self.say(f"adapting {base.info.name} to {task.cell.cloak.label} ({options.adapt}) ...")
+            adapt = EVALUATIONS.factory(options.adapt)
+            public = self.public_photos(task, options, data.protected)
+            victims: AdaptedVictims = adapt(base, generator, self.aligner(public.description["aligned_like"]), public,
+                                            options, data.seed, store=self.adapted_store, identity=generator.identity)
+            self.adapted[label] = victims
+        return self.adapted[label]
 
     def scenario(self, task: CellTask) -> Scenario:
         label = task.cell.scenario.label
@@ -408,7 +469,7 @@ def reset_logging_patience() -> None:
 
 
 def _tracker_factory(task: CellTask) -> Callable[[], Any]:
-    spec = task.cell.tracker
+    spec = without_options(task.cell.tracker, ROBUST_OPTION)  # robust training is the scenario's (augmentations)
     return lambda: create_component(TRACKERS, spec)
 
 
@@ -416,16 +477,29 @@ def compute_cell(task: CellTask, context: RunContext, ws: Workspace) -> ResultRo
     cell = task.cell
     prepared = ws.prepare(task)
     data = ws.scenario_data(task)
-    victim = ws.model(cell.victim.name)
+    victim: FeatureExtractor = ws.model(cell.victim.name)
+    adaptation = victim_adaptation(cell.victim)
+    adapted = None if adaptation is None else ws.adapted_victims(task, adaptation)
+    if adapted is not None:
+        victim = CachedExtractor(adapted.adapted, ws.embedding_store)
     countermeasure = None if cell.countermeasure.name == NO_COUNTERMEASURE else create_component(
         COUNTERMEASURES, cell.countermeasure)
     scenario = ws.scenario(task)
     generator = ws.generator(task)
     p = context.campaign.protocol
-    result = scenario.evaluate(ScenarioCell(
+    augmentations = tuple(COUNTERMEASURES.create(name) for name in robust_transforms(cell.tracker))
+    scenario_cell = ScenarioCell(
         data, generator, victim, _tracker_factory(task), countermeasure, p.countermeasure_side, cell.leak_ratio,
-        p.n_boot, p.topk,
-    ))
+        p.n_boot, p.topk, augmentations,
+    )
+    result = scenario.evaluate(scenario_cell)
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    adaptation_record: dict[str, Any] = {}
+    if adapted is not None:
+        # the control: the same fine-tune on the clean public photos only, through the same scenario
+        control = scenario.evaluate(replace(scenario_cell, victim=CachedExtractor(adapted.control, ws.embedding_store)))
+        metrics.update({f"control_{k}": float(v) for k, v in control.metrics.items()})
+        adaptation_record = {"adaptation": {**adapted.record, "control_per_user": dict(control.per_user)}}
     prepared_data = ws.prepared(cell.dataset)
     surrogates = [ws.model(s) for s in cell.surrogates]
     provenance: dict[str, Any] = {
@@ -440,10 +514,10 @@ def compute_cell(task: CellTask, context: RunContext, ws: Workspace) -> ResultRo
         "victim_family": victim.info.family,
         "surrogate_sha256": {s.info.name: s.info.weight_sha256 for s in surrogates},
         "surrogate_license": {s.info.name: s.info.license for s in surrogates},
-        **dict(prepared.notes), **dict(result.provenance), "environment": ws.environment,
+        **dict(prepared.notes), **dict(result.provenance), **adaptation_record, "environment": ws.environment,
     }
     return ResultRow(
-        cell=dict(task.config), metrics={k: float(v) for k, v in result.metrics.items()},
+        cell=dict(task.config), metrics=metrics,
         per_user={k: float(v) for k, v in result.per_user.items()}, provenance=provenance,
         outcomes={u: [bool(x) for x in o] for u, o in result.outcomes.items()}, headline=scenario.headline,
         columns=[[c.metric, c.header, c.format] for c in scenario.columns],

@@ -6,7 +6,7 @@ from scenarios import countermeasures as countermeasures  # noqa: F401  (registe
 SCENARIOS.register_lazy(
     "protection", "scenarios.protection:Protection",
     summary="Fawkes' protection protocol: train on cloaked uploads, query with clean photos (PSR with CI)",
-    config="scenarios.protection:ProtectionScenarioConfig",
+    config="scenarios.protection:ProtectionScenarioConfig", augmentations=True,  # trains trackers: robust option
 )
 EVALUATIONS.register_lazy(
     "identification", "scenarios.identification:kfold_identification",
@@ -20,4 +20,10 @@ EVALUATIONS.register_lazy(
 EVALUATIONS.register_lazy(
     "adaptive", "scenarios.adaptive:adapt_to_cloak",
     summary="FaceCure's robust-feature attack: fine-tune an extractor on public identities' clean + cloaked photos",
+)
+EVALUATIONS.register_lazy(
+    "facecure", "scenarios.adaptive:adapted_victim",
+    summary="a victim entry's adapt: facecure: the victim fine-tuned on the cell's cloak over public identities "
+            "(cached by content), with its clean-only control",
+    adapts_victims=True,
 )

@@ -328,14 +328,18 @@ class Protection:
         cloaked, seconds = bench.cloak_users(cell.generator, data.split, protected, data.seed)
         outcome = bench.evaluate(
             cloaked, cell.victim, cell.make_tracker, data.split, protected, data.seed,
-            countermeasure=cell.countermeasure, side=cell.side,
+            countermeasure=cell.countermeasure, side=cell.side, augmentations=cell.augmentations,
             config=ProtectionConfig(leak_ratio=cell.leak_ratio, topk=cell.topk, n_boot=cell.n_boot),
         )
         metrics = {"psr": outcome.psr.value, "psr_ci_low": outcome.psr.low, "psr_ci_high": outcome.psr.high,
                    "top5": outcome.topk_psr, "others_acc": outcome.others_acc,
                    **cloak_metrics(list(cloaked.values()), seconds)}
-        provenance = {"n_identities": outcome.n_identities, "n_train": outcome.n_train,
-                      "n_queries": outcome.n_queries}
+        provenance: dict[str, Any] = {"n_identities": outcome.n_identities, "n_train": outcome.n_train,
+                                      "n_queries": outcome.n_queries}
+        if cell.augmentations:
+            # robust training: each training photo as it is, then through each transform (in this order)
+            provenance["robust_training"] = {"views": 1 + len(cell.augmentations),
+                                             "transforms": [a.name for a in cell.augmentations]}
         return ScenarioResult(metrics, outcome.per_user, {u: list(m) for u, m in outcome.misses.items()}, provenance)
 
     def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
