@@ -6,10 +6,11 @@ and where outputs go. Every entry of the scenarios, cloaks, victims, trackers an
 registered name (``fawkes-v1.0:mid``) or a mapping of a name and options (``{name: fawkes-v1.0:mid, steps:
 100}``); options are the fields of the component's config and are checked by ``check_components``. A string
 option written ``ROOT:path`` is a confined path like any other (``{name: external, clean_dir: "data:clean",
-cloaked_dir: "data:cloaked"}``). Cloaks that use no surrogate (noise, none, external) are not crossed with the
-surrogate sets. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything
-it does not understand with ``FILE:LINE: field: reason``. ``check_components`` then checks every component name
-against the registries (after ``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
+cloaked_dir: "data:cloaked"}``), also inside a mapping option (``distractors: {root: "lfw:images"}``). Cloaks
+that use no surrogate (noise, none, external) are not crossed with the surrogate sets. ``load_campaign`` reads the
+file with ``yaml.safe_load`` into frozen dataclasses and rejects anything it does not understand with
+``FILE:LINE: field: reason``. ``check_components`` then checks every component name against the registries (after
+``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
 
 Paths are confined: a path is either ``ROOT:relative/path`` with ROOT one of the file's ``roots:`` (directories,
 absolute or relative to the file) or the built-in ``bundled`` (the data shipped with fawkes-eval), or a plain
@@ -456,6 +457,10 @@ def _parse_entry(value: Any, path: tuple[str | int, ...], r: _Reader, roots: dic
             r.fail((*path, str(key)), "an option name must be an identifier (a config field of the component)")
         if isinstance(option, str) and option.partition(":")[0] in roots and option.partition(":")[1]:
             option = str(_confined_path(option, (*path, key), r, roots))
+        elif isinstance(option, dict):  # a nested mapping (``distractors: {root: ..., subset: ...}``): same paths
+            option = {k: str(_confined_path(v, (*path, key, str(k)), r, roots))
+                      if isinstance(v, str) and v.partition(":")[0] in roots and v.partition(":")[1] else v
+                      for k, v in option.items()}
         options[key] = option
     return ComponentSpec.of(r.string(value["name"], (*path, "name")), options)
 
