@@ -7,10 +7,11 @@ registered name (``fawkes-v1.0:mid``) or a mapping of a name and options (``{nam
 100}``); options are the fields of the component's config and are checked by ``check_components``. A string
 option written ``ROOT:path`` is a confined path like any other (``{name: external, clean_dir: "data:clean",
 cloaked_dir: "data:cloaked"}``), and so are the ``root`` and ``subset`` of a mapping option (``public: {root:
-"data:lfw", subset: "data:public.txt"}``). Cloaks that use no surrogate (noise, none, external) are not crossed with the
-surrogate sets. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything
-it does not understand with ``FILE:LINE: field: reason``. ``check_components`` then checks every component name
-against the registries (after ``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
+"data:lfw", subset: "data:public.txt"}``, ``distractors: {root: "lfw:images"}``). Cloaks that use no surrogate
+(noise, none, external) are not crossed with the surrogate sets. ``load_campaign`` reads the file with
+``yaml.safe_load`` into frozen dataclasses and rejects anything it does not understand with ``FILE:LINE: field:
+reason``. ``check_components`` then checks every component name against the registries (after
+``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
 
 Paths are confined: a path is either ``ROOT:relative/path`` with ROOT one of the file's ``roots:`` (directories,
 absolute or relative to the file) or the built-in ``bundled`` (the data shipped with fawkes-eval), or a plain

@@ -8,6 +8,24 @@ SCENARIOS.register_lazy(
     summary="Fawkes' protection protocol: train on cloaked uploads, query with clean photos (PSR with CI)",
     config="scenarios.protection:ProtectionScenarioConfig", augmentations=True,  # trains trackers: robust option
 )
+SCENARIOS.register_lazy(
+    "verification", "scenarios.verification:Verification",
+    summary="Verification and dodging: TAR@FAR, AUC, EER of the clean model; share of genuine pairs a cloaked photo "
+            "takes below the FAR threshold (CIs)",
+    config="scenarios.verification:VerificationScenarioConfig",
+)
+SCENARIOS.register_lazy(
+    "search", "scenarios.search:Search",
+    summary="Reverse face search, both directions: (a) clean query vs cloaked uploads, (b) cloaked query vs one clean "
+            "photo; protection@1/5/10 and mAP (CIs), optional extra distractors",
+    config="scenarios.search:SearchConfig",
+)
+SCENARIOS.register_lazy(
+    "linkability", "scenarios.linkability:Linkability",
+    summary="Linkability: a cloaked photo vs the user's other cloaked photos among distractors; recall@k, "
+            "same-user vs impostor similarity",
+    config="scenarios.linkability:LinkabilityConfig",
+)
 EVALUATIONS.register_lazy(
     "identification", "scenarios.identification:kfold_identification",
     summary="Clean k-fold identification accuracy of an extractor with a tracker (the zoo check)",

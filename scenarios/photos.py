@@ -76,32 +76,55 @@ class EmbeddingCache:
         could sidestep by using the landmarks of the original upload. Photos are read one at a time and
         embedded ``batch_size`` crops at a time, so ``photos`` may be a lazy sequence of any length.
         """
+        keys = self._embed_all(photos, sources, fallbacks, batch_size, skip_faceless=False)
+        return np.stack([self._store[k] for k in keys if k is not None])
+
+    def embed_found(
+        self, photos: Sequence[np.ndarray], sources: Sequence[str], batch_size: int = 256
+    ) -> tuple[np.ndarray, list[int]]:
+        """Embed the photos in which a face is found (others, e.g. an extra distractor gallery's misses, are left
+        out); returns their embeddings and their positions in ``photos``. Read and embedded as ``embed`` does."""
+        keys = self._embed_all(photos, sources, None, batch_size, skip_faceless=True)
+        found = [i for i, k in enumerate(keys) if k is not None]
+        vectors = [self._store[k] for k in keys if k is not None]
+        dim = self.extractor.info.embedding_dim
+        return (np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)), found
+
+    def _embed_all(
+        self, photos: Sequence[np.ndarray], sources: Sequence[str], fallbacks: Sequence[np.ndarray] | None,
+        batch_size: int, skip_faceless: bool,
+    ) -> list[str | None]:
+        """Each photo's content key once its embedding is stored (None: no face, when ``skip_faceless``)."""
         if len(photos) != len(sources):
             raise ValueError(f"embed: {len(photos)} photos but {len(sources)} sources")
         template = self.extractor.info.template
-        keys: list[str] = []
+        keys: list[str | None] = []
         pending: dict[str, np.ndarray] = {}  # content key -> aligned crop, not yet embedded
         bar = progress(None, f"embedding with {self.extractor.info.name}", total=len(sources), unit="photo")
         for i, source in enumerate(sources):
             bar.update(1)
             photo = photos[i]
             key = content_key(photo)
-            keys.append(key)
             if key in self._store or key in pending:
+                keys.append(key)
                 continue
             try:
                 face = self.aligner.align(photo, template, source)
             except NoFaceError:
+                if skip_faceless:
+                    keys.append(None)
+                    continue
                 if fallbacks is None:
                     raise
                 self.redetect_failures += 1
                 face = self._aligned_like(photo, self.aligner.align(fallbacks[i], template, source))
+            keys.append(key)
             pending[key] = face.crop
             if len(pending) >= batch_size:
                 self._embed(pending)
         self._embed(pending)
         bar.close()
-        return np.stack([self._store[k] for k in keys])
+        return keys
 
     def _embed(self, pending: dict[str, np.ndarray]) -> None:
         if pending:
