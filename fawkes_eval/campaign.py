@@ -7,11 +7,12 @@ registered name (``fawkes-v1.0:mid``) or a mapping of a name and options (``{nam
 100}``); options are the fields of the component's config and are checked by ``check_components``. A string
 option written ``ROOT:path`` is a confined path like any other (``{name: external, clean_dir: "data:clean",
 cloaked_dir: "data:cloaked"}``), and so are the ``root`` and ``subset`` of a mapping option (``public: {root:
-"data:lfw", subset: "data:public.txt"}``, ``distractors: {root: "lfw:images"}``). Cloaks that use no surrogate
-(noise, none, external) are not crossed with the surrogate sets. ``load_campaign`` reads the file with
-``yaml.safe_load`` into frozen dataclasses and rejects anything it does not understand with ``FILE:LINE: field:
-reason``. ``check_components`` then checks every component name against the registries (after
-``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
+"data:lfw", subset: "data:public.txt"}``, ``distractors: {root: "lfw:images"}``). A countermeasure entry may also
+be an ordered list of entries, a chain applied in that order (``[rescale:0.5, jpeg:75]``, labelled
+``rescale:0.5>jpeg:75``). Cloaks that use no surrogate (noise, none, external) are not crossed with the surrogate
+sets. ``load_campaign`` reads the file with ``yaml.safe_load`` into frozen dataclasses and rejects anything it does
+not understand with ``FILE:LINE: field: reason``. ``check_components`` then checks every component name against
+the registries (after ``fawkes_eval.rooms.load_rooms()``), with the same kind of message.
 
 Paths are confined: a path is either ``ROOT:relative/path`` with ROOT one of the file's ``roots:`` (directories,
 absolute or relative to the file) or the built-in ``bundled`` (the data shipped with fawkes-eval), or a plain
@@ -48,6 +49,7 @@ import yaml
 from fawkes_eval.align import TEMPLATES
 from fawkes_eval.components import (
     ADAPT_OPTIONS,
+    CHAIN,
     ROBUST_OPTION,
     ComponentSpec,
     OptionError,
@@ -498,6 +500,36 @@ def _parse_entries(value: Any, path: tuple[str | int, ...], r: _Reader, roots: d
     return out
 
 
+def _parse_countermeasures(value: Any, r: _Reader, roots: dict[str, Path]) -> tuple[ComponentSpec, ...]:
+    """Countermeasure entries: each a name, a mapping, or an ordered list of them (a chain, applied in order:
+    ``[rescale:0.5, jpeg:75]``, labelled ``rescale:0.5>jpeg:75``)."""
+    path: tuple[str | int, ...] = ("grid", "countermeasures")
+    items = [value] if isinstance(value, str | dict) else value
+    if not isinstance(items, list) or not items:
+        r.fail(path, f"expected a non-empty list of names, mappings or lists of them (chains), got {_kind(value)}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, list):
+            spec = _parse_entry(item, (*path, i), r, roots)
+            if spec.name == CHAIN:
+                r.fail((*path, i), "write a chain as a list of its steps: [rescale:0.5, jpeg:75]")
+            out.append(spec)
+            continue
+        if not item:
+            r.fail((*path, i), "a chain needs at least one step")
+        steps = []
+        for j, step in enumerate(item):
+            if isinstance(step, list):
+                r.fail((*path, i, j), "a chain's step is one countermeasure, not a list")
+            spec = _parse_entry(step, (*path, i, j), r, roots)
+            if spec.name in (NO_COUNTERMEASURE, CHAIN):
+                r.fail((*path, i, j), f"{spec.name!r} cannot be a step of a chain")
+            steps.append(spec)
+        out.append(steps[0] if len(steps) == 1 else ComponentSpec.chain(steps))
+    r.unique(tuple(e.label for e in out), path)
+    return tuple(out)
+
+
 def _parse_grid(value: Any, protocol: Any, r: _Reader, roots: dict[str, Path]) -> GridSpec:
     axes = ("cloaks", "surrogates", "victims", "trackers")
     g = r.mapping(value, ("grid",), axes, ("scenarios", "countermeasures", "leak_ratios", "seeds"))
@@ -528,8 +560,7 @@ def _parse_grid(value: Any, protocol: Any, r: _Reader, roots: dict[str, Path]) -
         surrogates=surrogate_sets,
         victims=_parse_entries(g["victims"], ("grid", "victims"), r, roots),
         trackers=_parse_entries(g["trackers"], ("grid", "trackers"), r, roots),
-        countermeasures=_parse_entries(g.get("countermeasures", [NO_COUNTERMEASURE]), ("grid", "countermeasures"), r,
-                                       roots),
+        countermeasures=_parse_countermeasures(g.get("countermeasures", [NO_COUNTERMEASURE]), r, roots),
         leak_ratios=leaks,
         seeds=seeds,
         scenarios=scenarios,
@@ -677,6 +708,8 @@ def check_components(campaign: Campaign) -> None:
             fail(f"grid.trackers[{i}].robust", ValueError(
                 f"scenario(s) {', '.join(refusing)} train no tracker on the uploads: robust training does not apply"))
     for i, spec in enumerate(g.countermeasures):
+        for j, step in enumerate(spec.steps):  # a chain: each step at its own line
+            entry(f"grid.countermeasures[{i}][{j}]", COUNTERMEASURES, step)
         if spec.name != NO_COUNTERMEASURE:
             entry(f"grid.countermeasures[{i}]", COUNTERMEASURES, spec)
     formats = [n for n in REPORTS.names() if "file" in REPORTS.declared(n)]

@@ -17,6 +17,9 @@ from typing import Any
 from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, EXTRACTORS, Registry, UnknownComponentError, load_target
 from fawkes_eval.types import CloakGenerator, ExtractorInfo, FeatureExtractor
 
+# a countermeasure entry written as a list: its steps, applied in order (scenarios/countermeasures.py:Chain)
+CHAIN = "chain"
+
 # the template a surrogate-free control (noise, none, external) works on when no surrogate or option names one
 DEFAULT_TEMPLATE = "dlib-150"
 
@@ -44,13 +47,27 @@ class ComponentSpec:
         return dict(self.options)
 
     @property
+    def steps(self) -> tuple[ComponentSpec, ...]:
+        """A chain's steps in order (a countermeasure entry written as a list); empty for any other entry."""
+        return tuple(self.options_dict().get("steps", ())) if self.name == CHAIN else ()
+
+    @classmethod
+    def chain(cls, steps: Sequence[ComponentSpec]) -> ComponentSpec:
+        return cls(CHAIN, (("steps", tuple(steps)),))
+
+    @property
     def label(self) -> str:
-        """``name`` or ``name{key=value,...}``: how cells, reports and MLflow show the entry."""
+        """``name`` or ``name{key=value,...}``: how cells, reports and MLflow show the entry; a chain's steps
+        joined by ``>`` (``rescale:0.5>jpeg:75``)."""
+        if self.name == CHAIN:
+            return ">".join(step.label for step in self.steps)
         if not self.options:
             return self.name
         return self.name + "{" + ",".join(f"{k}={_short_value(v)}" for k, v in self.options) + "}"
 
-    def to_jsonable(self) -> str | dict[str, Any]:
+    def to_jsonable(self) -> str | dict[str, Any] | list[Any]:
+        if self.name == CHAIN:
+            return [step.to_jsonable() for step in self.steps]
         return self.name if not self.options else {"name": self.name, **self.options_dict()}
 
     @classmethod

@@ -345,8 +345,11 @@ class RunLogger:
         all_tags = {"mlflow.parentRunId": parent_id, "fe.kind": "cell", "fe.config_hash": row.key, **tags}
         all_tags.update({f"fe.{k}": json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
                          for k, v in row.cell.items()})
-        # few params: the seed, the leak ratio and each option of a grid entry ("cloak.steps" = "100")
+        # few params: the seed, the leak ratio, the countermeasure and its side, and each option of a grid entry
+        # ("cloak.steps" = "100")
         params = {k: str(row.cell[k]) for k in ("seed", "leak_ratio") if k in row.cell}
+        if row.cell.get("countermeasure", "none") != "none":  # a chain reads "rescale:0.5>jpeg:75"
+            params.update({k: str(row.cell[k])[:500] for k in ("countermeasure", "countermeasure_side") if k in row.cell})
         for axis in ("scenario", "cloak", "victim", "tracker"):
             options: dict[str, Any] = row.cell.get(f"{axis}_options", {})  # type: ignore[assignment]
             for option, value in options.items():

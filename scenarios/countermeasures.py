@@ -6,17 +6,31 @@ takes and returns uint8 (H, W, 3) RGB photos of any size, deterministically for 
 the work where they fit (JpegCompression, SpatialSmoothing, FeatureSqueezing); ART is imported on first use.
 Gaussian noise is drawn here rather than with ART's GaussianAugmentation, which samples from NumPy's global
 generator and so cannot be seeded without touching global state.
+
+Two more kinds compose these (DESIGN.md section 2, "Upload chains"):
+
+- ``Chain``: an ordered list of countermeasures, written in a campaign as a YAML list (``[rescale:0.5, jpeg:75]``)
+  and labelled ``rescale:0.5>jpeg:75``; each step gets the chain's seed.
+- ``PlatformUpload`` presets named ``<platform>-like`` (``instagram-like``, ``facebook-like``, ``twitter-like``,
+  ``whatsapp-like``): what a platform does to an upload, as far as public measurements tell (long edge resized,
+  metadata stripped, 4:2:0 chroma, JPEG or WebP at a quality). They are approximations with stated parameters,
+  never a platform's exact pipeline; README's "Upload presets" table says where each figure comes from.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fawkes_eval.align import content_key
+from fawkes_eval.components import CHAIN, ComponentSpec, create_component
 from fawkes_eval.registry import COUNTERMEASURES
+from fawkes_eval.types import Countermeasure
 
 # The strengths of DESIGN.md section 2, as registry modes: family -> {mode: constructor keywords}.
 STRENGTHS: dict[str, dict[str, dict[str, Any]]] = {
@@ -155,3 +169,200 @@ class BitDepth:
 
         _check_photos(photos, self.name)
         return _per_photo_art(FeatureSqueezing(clip_values=(0, 255), bit_depth=self.bits), photos)
+
+
+# --- chains ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """The steps of a chain, in the order they are applied (grid entries of registered countermeasures)."""
+
+    steps: tuple[ComponentSpec, ...]
+
+    def __post_init__(self) -> None:
+        if not self.steps or not all(isinstance(s, ComponentSpec) for s in self.steps):
+            raise ValueError(f"a chain needs one or more countermeasure entries as steps, got {self.steps!r}")
+        for step in self.steps:
+            if step.name in (CHAIN, "none"):
+                raise ValueError(f"a chain's step cannot be {step.name!r}: list the countermeasures themselves")
+
+
+@COUNTERMEASURES.register(CHAIN, config=f"{__name__}:ChainConfig",
+                          summary="an ordered list of countermeasures, applied in order (a YAML list in a campaign)")
+class Chain:
+    """Countermeasures applied one after the other, in the listed order, each with the chain's seed.
+
+    A photo's output depends only on the photo and the seed (each step's does), as ``Countermeasure`` requires.
+    ``name`` joins the steps' labels with ``>``: ``rescale:0.5>jpeg:75``.
+    """
+
+    def __init__(self, config: ChainConfig) -> None:
+        self.config = config
+        self.steps: list[Countermeasure] = [create_component(COUNTERMEASURES, step) for step in config.steps]
+        self.name = ">".join(step.label for step in config.steps)
+
+    def apply(self, photos: list[np.ndarray], seed: int) -> list[np.ndarray]:
+        _check_photos(photos, self.name)
+        for step in self.steps:
+            photos = step.apply(photos, seed)
+        return photos
+
+
+def chain(*steps: str | ComponentSpec) -> Chain:
+    """A chain from registered names or grid entries, in order: ``chain("rescale:0.5", "jpeg:75")``."""
+    return Chain(ChainConfig(tuple(s if isinstance(s, ComponentSpec) else ComponentSpec(s) for s in steps)))
+
+
+# --- what a platform does to an upload ----------------------------------------------------------------------------
+
+UPLOAD_FORMATS = ("jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """One platform's re-encoding of an upload.
+
+    ``long_edge``: the longest side in pixels after the platform's downscale (photos already smaller are not
+    enlarged); ``format``: ``jpeg`` (baseline, 4:2:0 chroma subsampling) or ``webp`` (lossy WebP, which is 4:2:0
+    by construction); ``quality``: the encoder's quality, 1..100 (libjpeg's scale for JPEG, libwebp's for WebP).
+    Metadata (EXIF, ICC profile, comments) is never written: the encoded file carries the pixels only, after the
+    EXIF orientation was applied when the photo was read (``fawkes_eval.align.load_photo``).
+    """
+
+    long_edge: int = 2048
+    format: str = "jpeg"
+    quality: int = 85
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.long_edge, int) and self.long_edge >= 16):
+            raise ValueError(f"long_edge must be an integer >= 16 pixels, got {self.long_edge!r}")
+        if self.format not in UPLOAD_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(UPLOAD_FORMATS)}, got {self.format!r}")
+        if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
+            raise ValueError(f"quality must be an integer in 1..100, got {self.quality!r}")
+
+
+class PlatformUpload:
+    """A photo as a platform serves it back after upload: downscaled to ``long_edge`` (Lanczos), then encoded
+    once as ``format`` at ``quality`` with 4:2:0 chroma and no metadata, then decoded.
+
+    The output is smaller than the input when the input's long edge exceeds ``long_edge`` (the platform serves
+    the smaller photo; the victims re-detect and align faces on whatever they are given). ``encode`` returns the
+    file the platform would store, for inspection.
+    """
+
+    platform = "upload"
+    config_class: type[UploadConfig] = UploadConfig
+
+    def __init__(self, config: UploadConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        changed = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                   if getattr(self.config, f.name) != getattr(self.config_class(), f.name)}
+        self.name = f"{self.platform}-like" + ("{" + ",".join(f"{k}={v}" for k, v in changed.items()) + "}"
+                                              if changed else "")
+
+    def resized(self, photo: np.ndarray) -> Any:
+        from PIL import Image
+
+        image = Image.fromarray(photo)
+        scale = self.config.long_edge / max(image.size)
+        if scale >= 1.0:
+            return image
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return image.resize(size, Image.Resampling.LANCZOS)
+
+    def encode(self, photo: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        image = self.resized(photo)
+        if self.config.format == "jpeg":
+            image.save(buf, format="JPEG", quality=self.config.quality, subsampling="4:2:0", optimize=False)
+        else:
+            image.save(buf, format="WEBP", quality=self.config.quality, method=4)
+        return buf.getvalue()
+
+    def apply(self, photos: list[np.ndarray], seed: int) -> list[np.ndarray]:
+        from PIL import Image
+
+        _check_photos(photos, self.name)
+        out = []
+        for p in photos:
+            with Image.open(io.BytesIO(self.encode(p))) as decoded:
+                out.append(np.asarray(decoded.convert("RGB"), dtype=np.uint8))
+        return out
+
+
+# Where the figures come from (README's "Upload presets" names the sources; "approx." marks a figure no platform
+# publishes, chosen inside the range that public re-encoding measurements report):
+# - long edges: measured by uploading large photos and reading back the served file (Instagram 1080, Facebook
+#   2048 for its high-quality path, Twitter/X 4096); WhatsApp's 1600 is the widely reported long edge of its
+#   default (standard-quality) photo mode.
+# - Twitter/X's JPEG quality 85 is the platform's own statement (its developer forum, 2018-2020: JPEG uploads
+#   above quality 85 are transcoded to 85). Instagram, Facebook and WhatsApp choose a quality per photo and
+#   publish none, so their figures are approximate.
+
+@dataclass(frozen=True)
+class InstagramLikeConfig(UploadConfig):
+    """Instagram-like: long edge 1080 px (measured), JPEG quality 75 (approx.)."""
+
+    long_edge: int = 1080
+    quality: int = 75
+
+
+@dataclass(frozen=True)
+class FacebookLikeConfig(UploadConfig):
+    """Facebook-like: long edge 2048 px (measured, high-quality path), JPEG quality 80 (approx.)."""
+
+    long_edge: int = 2048
+    quality: int = 80
+
+
+@dataclass(frozen=True)
+class TwitterLikeConfig(UploadConfig):
+    """Twitter/X-like: long edge 4096 px (measured), JPEG quality 85 (the platform's stated figure)."""
+
+    long_edge: int = 4096
+    quality: int = 85
+
+
+@dataclass(frozen=True)
+class WhatsappLikeConfig(UploadConfig):
+    """WhatsApp-like (standard-quality photo): long edge 1600 px (reported), JPEG quality 70 (approx.)."""
+
+    long_edge: int = 1600
+    quality: int = 70
+
+
+@COUNTERMEASURES.register("instagram-like", config=f"{__name__}:InstagramLikeConfig",
+                          summary="Instagram-like upload: long edge 1080, JPEG ~75 (approx.), 4:2:0, no metadata")
+class InstagramLike(PlatformUpload):
+    """Instagram-like upload (``InstagramLikeConfig``): long edge 1080 px, JPEG quality ~75, 4:2:0, no metadata."""
+
+    platform = "instagram"
+    config_class = InstagramLikeConfig
+
+
+@COUNTERMEASURES.register("facebook-like", config=f"{__name__}:FacebookLikeConfig",
+                          summary="Facebook-like upload: long edge 2048, JPEG ~80 (approx.), 4:2:0, no metadata")
+class FacebookLike(PlatformUpload):
+    """Facebook-like upload (``FacebookLikeConfig``): long edge 2048 px, JPEG quality ~80, 4:2:0, no metadata."""
+
+    platform = "facebook"
+    config_class = FacebookLikeConfig
+
+
+@COUNTERMEASURES.register("twitter-like", config=f"{__name__}:TwitterLikeConfig",
+                          summary="Twitter/X-like upload: long edge 4096, JPEG 85 (stated), 4:2:0, no metadata")
+class TwitterLike(PlatformUpload):
+    """Twitter/X-like upload (``TwitterLikeConfig``): long edge 4096 px, JPEG quality 85, 4:2:0, no metadata."""
+
+    platform = "twitter"
+    config_class = TwitterLikeConfig
+
+
+@COUNTERMEASURES.register("whatsapp-like", config=f"{__name__}:WhatsappLikeConfig",
+                          summary="WhatsApp-like photo: long edge 1600, JPEG ~70 (approx.), 4:2:0, no metadata")
+class WhatsappLike(PlatformUpload):
+    """WhatsApp-like photo (``WhatsappLikeConfig``): long edge 1600 px, JPEG quality ~70, 4:2:0, no metadata."""
+
+    platform = "whatsapp"
+    config_class = WhatsappLikeConfig
