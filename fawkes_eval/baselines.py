@@ -43,12 +43,16 @@ def paired_outcomes(a: ResultRow, b: ResultRow) -> tuple[list[np.ndarray], list[
     return ([np.asarray(a.outcomes[u], float) for u in users], [np.asarray(b.outcomes[u], float) for u in users])
 
 
+def with_baselines(rows: Sequence[ResultRow]) -> list[tuple[ResultRow, ResultRow | None]]:
+    """Each row beside its ``none`` counterpart (same cell but for the cloak), or None; a baseline row is its own."""
+    baselines = {_identity(r): r for r in rows if r.cell.get("cloak") == BASELINE_CLOAK}
+    return [(row, baselines.get(_identity(row))) for row in rows]
+
+
 def attach_baselines(rows: Sequence[ResultRow]) -> list[ResultRow]:
     """``rows`` with, on every cell that has a ``none`` counterpart, the headline above that baseline."""
-    baselines = {_identity(r): r for r in rows if r.cell.get("cloak") == BASELINE_CLOAK}
     out = []
-    for row in rows:
-        base = baselines.get(_identity(row))
+    for row, base in with_baselines(rows):
         pairs = None if base is None or base is row else paired_outcomes(row, base)
         if pairs is None or base is None:
             out.append(row)

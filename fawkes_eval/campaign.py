@@ -140,6 +140,7 @@ class UserModelEntry:
 class OutputSpec:
     dir: Path = Path("fawkes-eval-out")  # results land in dir/<campaign name>/
     reports: tuple[str, ...] = DEFAULT_REPORTS
+    examples: bool = True  # write clean / cloaked face crops (examples/) for the reports' image grids
 
 
 @dataclass(frozen=True)
@@ -605,12 +606,15 @@ def _parse_models(value: Any, r: _Reader, roots: dict[str, Path]) -> tuple[UserM
 def _parse_outputs(value: Any, r: _Reader) -> OutputSpec:
     if value is None:
         return OutputSpec()
-    o = r.mapping(value, ("outputs",), (), ("dir", "reports"))
+    o = r.mapping(value, ("outputs",), (), ("dir", "reports", "examples"))
     out_dir = Path(r.string(o.get("dir", str(OutputSpec.dir)), ("outputs", "dir")))
     if out_dir.is_absolute() or ".." in out_dir.parts:
         r.fail(("outputs", "dir"), "must be a relative path under the working directory (or pass --out)")
     reports = r.strings(o["reports"], ("outputs", "reports")) if "reports" in o else DEFAULT_REPORTS
-    return OutputSpec(out_dir, reports)
+    examples = o.get("examples", True)
+    if not isinstance(examples, bool):
+        r.fail(("outputs", "examples"), f"expected true or false, got {_kind(examples)}")
+    return OutputSpec(out_dir, reports, examples)
 
 
 # --- checks against the registries -----------------------------------------------------------------------------

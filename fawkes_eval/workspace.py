@@ -356,7 +356,8 @@ class Workspace:
             self.say(f"cloaking with {task.cell.cloak.label} for {task.cell.scenario.label} (seed {task.cell.seed}, "
                      f"protecting {', '.join(data.protected)}) ...")
             prepared = self.scenario(task).prepare(data, generator, task.cell.leak_ratio)
-            _write_example(self.context.results_dir / "examples", task, prepared)
+            if self.context.campaign.outputs.examples:  # false: faces stay out of the reports
+                _write_example(self.context.results_dir / "examples", task, prepared)
             self.prepared_cloaks[task.group] = prepared
         return self.prepared_cloaks[task.group]
 
