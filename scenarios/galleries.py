@@ -148,6 +148,7 @@ class GalleryBench:
         self._dataset: dict[tuple[str, str, str], np.ndarray] = {}
         self._cloaked: dict[tuple[Any, ...], dict[int, np.ndarray]] = {}
         self._distractors: dict[tuple[str, str], Distractors] = {}
+        self._distractor_files: int | None = None
 
     def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
         return self.protection.prepare(data, generator, leak_ratio)
@@ -241,7 +242,9 @@ class GalleryBench:
         return self._distractors[key]
 
     def cost(self, n_images: int, n_protected_train: int) -> CellCost:
-        extra = self.distractor_spec.files() if self.distractor_spec is not None else 0
+        if self._distractor_files is None:
+            self._distractor_files = self.distractor_spec.files() if self.distractor_spec is not None else 0
+        extra = self._distractor_files
         return CellCost(photos_to_cloak=n_protected_train, photos_to_embed=n_images + n_protected_train + extra)
 
 

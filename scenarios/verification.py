@@ -272,7 +272,9 @@ def draw_pairs(identities: Sequence[str], seed: int, n_folds: int, per_fold: int
     by_name: dict[str, list[int]] = {n: [] for n in names}
     for i, name in enumerate(identities):
         by_name[name].append(i)
-    label = np.array([names.index(n) for n in identities])
+    number = {n: i for i, n in enumerate(names)}
+    label = np.array([number[n] for n in identities])
+    taken: set[tuple[int, int]] = set()  # an impostor pair drawn for one fold is not drawn again for another
     pairs: list[IndexPair] = []
     for fold in range(n_folds):
         mine = [n for n in names if fold_of[n] == fold]
@@ -287,8 +289,9 @@ def draw_pairs(identities: Sequence[str], seed: int, n_folds: int, per_fold: int
             if len(chosen) >= per_fold or len(chosen) >= space:
                 break
             a, b = int(rng.choice(firsts)), int(rng.integers(len(identities)))
-            if label[a] != label[b]:
+            if label[a] != label[b] and (min(a, b), max(a, b)) not in taken:
                 chosen.add((min(a, b), max(a, b)))
+        taken |= chosen
         pairs.extend(IndexPair(a, b, False, fold) for a, b in sorted(chosen))
     return pairs
 
