@@ -417,9 +417,10 @@ class Verification:
         names = sorted({p.first for p in chosen} | {p.second for p in chosen})
         if self.config.pairs_images is not None:
             root = Path(self.config.pairs_images)
-            sources = [str(root / n) for n in names]
+            present = [n for n in names if (root / n).is_file()]  # a listed photo the folder lacks: its pairs are left out
+            sources = [str(root / n) for n in present]
             found_vectors, found = self.bench.embedder(cell).embed_found(PhotoFiles(sources), sources)
-            vectors = dict(zip([names[i] for i in found], unit(found_vectors), strict=True))
+            vectors = dict(zip([present[i] for i in found], unit(found_vectors), strict=True))
         else:
             position = {f"{Path(s).parent.name}/{Path(s).name}": i for i, s in enumerate(data.sources)}
             clean = self.bench.dataset(cell, "clean")
@@ -495,5 +496,6 @@ class Verification:
         return ScenarioResult(metrics, per_user, outcomes, provenance)
 
     def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
-        pairs_photos = 2 * 2 * self.config.pairs_per_fold * 10 if self.config.pairs_images else 0
+        # a pairs file's own photos: at most two per pair
+        pairs_photos = 2 * 2 * self.config.pairs_per_fold * self.config.folds if self.config.pairs_images else 0
         return CellCost(photos_to_cloak=n_protected_train, photos_to_embed=n_images + n_protected_train + pairs_photos)

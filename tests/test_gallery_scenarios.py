@@ -37,6 +37,7 @@ grid:
   scenarios:
     - verification
     - {name: verification, pairs: "data:pairs.txt", fars: [0.02], folds: 2, pairs_per_fold: 100}
+    - {name: verification, pairs: "data:pairs.txt", pairs_images: "data:sample", fars: [0.02], folds: 2, pairs_per_fold: 100}
     - search
     - {name: search, distractors: {root: "data:distractors"}}
     - linkability
@@ -137,12 +138,12 @@ def test_every_scenario_runs_for_every_cloak_and_lands_in_mlflow(galleries: Camp
     from mlflow.tracking import MlflowClient
 
     rows = galleries.rows
-    assert len(rows) == 5 * len(CLOAKS) * len(VICTIMS)
+    assert len(rows) == 6 * len(CLOAKS) * len(VICTIMS)
     client = MlflowClient(galleries.uri)
     children = client.search_runs([client.get_run(galleries.parent).info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{galleries.parent}'")
     tags = sorted(c.data.tags["fe.scenario"] for c in children)
-    assert tags == sorted(["verification"] * 4 + ["search"] * 4 + ["linkability"] * 2)
+    assert tags == sorted(["verification"] * 6 + ["search"] * 4 + ["linkability"] * 2)
     heads = {"verification": "dodging", "search": "a_protection_at_1", "linkability": "unlinkability"}
     for c in children:
         assert heads[c.data.tags["fe.scenario"]] in c.data.metrics
@@ -223,7 +224,13 @@ def test_verification_calibrates_on_clean_pairs_and_measures_dodging(galleries: 
     assert all(len(o) == 7 * 3 for o in drawn.outcomes.values())
     roc = drawn.provenance["figures"][0]
     assert roc["x_log"] and len(roc["series"]["clean pairs"]["x"]) <= 200 and "clean, FAR 1e-02" in roc["marks"]
-    from_file: Any = row_with(galleries, "pairs", scenario="verification", cloak="none", victim="dlib-resnet-torch")
+    files: list[Any] = [r for r in galleries.rows if r.cell["scenario"] == "verification" and r.cell["cloak"] == "none"
+                        and "pairs" in r.cell["scenario_options"]]
+    from_file = next(r for r in files if "pairs_images" not in r.cell["scenario_options"])
+    from_folder = next(r for r in files if "pairs_images" in r.cell["scenario_options"])
+    # the pairs' photos read from a folder or matched in the dataset: the same photos, the same numbers
+    assert from_folder.metrics["tar_2e-02"] == from_file.metrics["tar_2e-02"]
+    assert from_folder.provenance["n_pairs"] == from_file.provenance["n_pairs"]
     assert from_file.provenance["n_pairs"] + from_file.provenance["n_skipped_pairs"] == 400
     assert from_file.provenance["n_skipped_pairs"] > 0  # Laura_Bush's
     assert from_file.provenance["n_folds"] == 2 and "tar_2e-02" in from_file.metrics and "tar_1e-03" not in from_file.metrics
