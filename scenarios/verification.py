@@ -486,7 +486,7 @@ class Verification:
         grid = np.geomspace(floor, 1.0, 100)
         curve = [float(tpr[fpr <= x].max()) if np.any(fpr <= x) else 0.0 for x in grid]
         figure = curve_figure("verification-roc", "Verification: ROC of the clean model", "false-accept rate",
-                              "true-accept rate", {"clean pairs": curve}, grid, x_log=True, marks=marks)
+                              "true-accept rate", {"clean pairs": curve}, grid.tolist(), x_log=True, marks=marks)
         provenance: dict[str, Any] = {
             "pairs": clean.source, "n_pairs": len(clean.sims), "n_same_pairs": int(clean.same.sum()),
             "n_folds": len(by_fold), "n_skipped_pairs": clean.n_skipped,

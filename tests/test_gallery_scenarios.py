@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DEMO_DATA, CampaignRun, run_campaign_file
+from conftest import DEMO_DATA, EVIL, CampaignRun, run_campaign_file
 
 from fawkes_eval.align import FaceAligner, load_photo
 from fawkes_eval.baselines import above_baseline_keys
@@ -23,7 +23,7 @@ from scenarios.verification import draw_pairs
 
 load_rooms()
 
-PROTECTED = ["Tony_Blair", "Kofi_Annan"]
+PROTECTED = [EVIL, "Tony_Blair"]  # the gate campaign's users: its cloaks are reused
 CLOAKS = ["none", "fawkes-v1.0:high"]
 VICTIMS = ["dlib-resnet-torch"]
 
@@ -32,7 +32,7 @@ study: gallery-tests
 campaign: galleries
 datasets:
   - {name: sample, root: "data:sample"}
-protected: {users: [Tony_Blair, Kofi_Annan]}
+protected: {users: ["<img src=x onerror=alert(1)>", Tony_Blair]}
 grid:
   scenarios:
     - verification
@@ -88,7 +88,7 @@ def test_a_nested_option_path_is_confined_to_its_root(tmp_path: Path) -> None:
     (tmp_path / "data" / "pairs.txt").write_text("")
     (tmp_path / "c.yaml").write_text(CAMPAIGN.replace("datasets:", "roots: {data: data}\ndatasets:").replace(
         '"data:distractors"', '"data:../.."'))
-    with pytest.raises(CampaignError, match=r"c.yaml:\d+: grid.scenarios\[3\].distractors.root: .*outside its root"):
+    with pytest.raises(CampaignError, match=r"c.yaml:\d+: grid.scenarios\[\d\].distractors.root: .*outside its root"):
         load_campaign(tmp_path / "c.yaml")
 
 
@@ -121,8 +121,12 @@ def row_with(run: CampaignRun, option: str | None, **cell: object) -> Any:
 
 
 @pytest.fixture(scope="module")
-def galleries(tmp_path_factory: pytest.TempPathFactory) -> CampaignRun:
+def galleries(tmp_path_factory: pytest.TempPathFactory, gate_run: CampaignRun) -> CampaignRun:
+    """The campaign, with the gate campaign's caches copied in: it cloaked the same users' uploads of the same sample
+    with fawkes-v1.0:high through the same surrogate and seed, so nothing is cloaked again (the scenarios reach the
+    cloak through the same cloaking run as protection)."""
     folder = tmp_path_factory.mktemp("galleries")
+    shutil.copytree(gate_run.folder / "cache", folder / "cache")
     data = folder / "data"
     data.mkdir()
     _pairs_file(DEMO_DATA, data / "pairs.txt")
