@@ -148,6 +148,7 @@ class GalleryBench:
         self._dataset: dict[tuple[str, str, str], np.ndarray] = {}
         self._cloaked: dict[tuple[Any, ...], dict[int, np.ndarray]] = {}
         self._distractors: dict[tuple[str, str], Distractors] = {}
+        self._distractor_files: int | None = None
 
     def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
         return self.protection.prepare(data, generator, leak_ratio)
@@ -241,8 +242,34 @@ class GalleryBench:
         return self._distractors[key]
 
     def cost(self, n_images: int, n_protected_train: int) -> CellCost:
-        extra = self.distractor_spec.files() if self.distractor_spec is not None else 0
+        if self._distractor_files is None:
+            self._distractor_files = self.distractor_spec.files() if self.distractor_spec is not None else 0
+        extra = self._distractor_files
         return CellCost(photos_to_cloak=n_protected_train, photos_to_embed=n_images + n_protected_train + extra)
+
+
+class GalleryScenario:
+    """What ``search`` and ``linkability`` share: a bench over their optional extra distractors, the cloaking run,
+    the cost, and a cell's gallery parts."""
+
+    def __init__(self, distractors: Mapping[str, Any] | None) -> None:
+        self.bench = GalleryBench(DistractorSpec.of(distractors))
+
+    def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
+        return self.bench.prepare(data, generator, leak_ratio)
+
+    def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
+        return self.bench.cost(n_images, n_protected_train)
+
+    def parts(self, cell: ScenarioCell) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray, dict[str, Any]]:
+        """The dataset's photos as posted, the uploads as posted, the extra distractors (unit rows; none: zero rows)
+        and what the provenance says about them."""
+        posted = self.bench.dataset(cell, "posted")
+        extra = self.bench.distractors(cell)
+        if extra is None:
+            return posted, self.bench.posted_uploads(cell), np.zeros((0, posted.shape[1]), np.float32), {}
+        return posted, self.bench.posted_uploads(cell), extra.embeddings, {
+            **extra.provenance, "distractors_files": extra.n_files, "distractors_without_face": extra.n_without_face}
 
 
 def other_photos(data: ScenarioData, user: str) -> np.ndarray:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fawkes_eval.types import CellCost, CloakGenerator, PreparedCloaks, ReportColumn, ScenarioCell, ScenarioData, ScenarioResult
-from scenarios.galleries import DistractorSpec, GalleryBench, hit_at, other_photos, rate_metrics, relevant_ranks
+from fawkes_eval.types import ReportColumn, ScenarioCell, ScenarioResult
+from scenarios.galleries import DistractorSpec, GalleryScenario, hit_at, other_photos, rate_metrics, relevant_ranks
 
 KS = (1, 5, 10)
 QUANTILES = (0.1, 0.5, 0.9)
@@ -38,7 +38,7 @@ class LinkabilityConfig:
         DistractorSpec.of(self.distractors)
 
 
-class Linkability:
+class Linkability(GalleryScenario):
     """Linkability of a user's cloaked uploads as a campaign scenario (``grid.scenarios: [linkability]``)."""
 
     name = "linkability"
@@ -55,17 +55,11 @@ class Linkability:
 
     def __init__(self, config: LinkabilityConfig | None = None) -> None:
         self.config = config or LinkabilityConfig()
-        self.bench = GalleryBench(DistractorSpec.of(self.config.distractors))
-
-    def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
-        return self.bench.prepare(data, generator, leak_ratio)
+        super().__init__(self.config.distractors)
 
     def evaluate(self, cell: ScenarioCell) -> ScenarioResult:
         data = cell.data
-        posted = self.bench.dataset(cell, "posted")
-        uploads = self.bench.posted_uploads(cell)
-        extra = self.bench.distractors(cell)
-        distractors = extra.embeddings if extra is not None else np.zeros((0, posted.shape[1]), np.float32)
+        posted, uploads, distractors, about_distractors = self.parts(cell)
         ranks: dict[str, list[np.ndarray]] = {}
         same: list[np.ndarray] = []
         impostor: list[np.ndarray] = []
@@ -109,11 +103,7 @@ class Linkability:
         provenance: dict[str, Any] = {
             "n_queries": sum(len(r) for r in ranks.values()), "users_with_fewer_than_2_uploads": skipped,
             "n_same_user_pairs": len(same_all), "n_impostor_pairs": len(impostor_all), "figures": [figure],
-            **({} if extra is None else {**extra.provenance, "distractors_files": extra.n_files,
-                                          "distractors_without_face": extra.n_without_face}),
+            **about_distractors,
         }
         return ScenarioResult(metrics, {u: float(v.mean()) for u, v in unlinked.items()},
                               {u: [bool(x) for x in v] for u, v in unlinked.items()}, provenance)
-
-    def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
-        return self.bench.cost(n_images, n_protected_train)

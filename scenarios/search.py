@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from fawkes_eval.types import CellCost, CloakGenerator, PreparedCloaks, ReportColumn, ScenarioCell, ScenarioData, ScenarioResult
+from fawkes_eval.types import ReportColumn, ScenarioCell, ScenarioResult
 from scenarios.galleries import (
     DistractorSpec,
-    GalleryBench,
+    GalleryScenario,
     average_precision,
     curve_figure,
     hit_at,
@@ -54,7 +54,7 @@ class SearchConfig:
         DistractorSpec.of(self.distractors)  # checks the mapping and its paths
 
 
-class Search:
+class Search(GalleryScenario):
     """Reverse face search in both directions as a campaign scenario (``grid.scenarios: [search]``)."""
 
     name = "search"
@@ -74,18 +74,12 @@ class Search:
 
     def __init__(self, config: SearchConfig | None = None) -> None:
         self.config = config or SearchConfig()
-        self.bench = GalleryBench(DistractorSpec.of(self.config.distractors))
-
-    def prepare(self, data: ScenarioData, generator: CloakGenerator, leak_ratio: float) -> PreparedCloaks:
-        return self.bench.prepare(data, generator, leak_ratio)
+        super().__init__(self.config.distractors)
 
     def evaluate(self, cell: ScenarioCell) -> ScenarioResult:
         data = cell.data
-        posted = self.bench.dataset(cell, "posted")
+        posted, uploads, distractors, about_distractors = self.parts(cell)
         probes = self.bench.dataset(cell, "probe")
-        uploads = self.bench.posted_uploads(cell)
-        extra = self.bench.distractors(cell)
-        distractors = extra.embeddings if extra is not None else np.zeros((0, posted.shape[1]), np.float32)
 
         ranks: dict[str, dict[str, list[np.ndarray]]] = {"a": {}, "b": {}}
         gallery_size = {}
@@ -130,11 +124,6 @@ class Search:
         provenance: dict[str, Any] = {
             "n_queries": sum(len(data.split.test[u]) for u in data.protected),
             "n_queries_b": sum(len(data.split.train[u]) for u in data.protected),
-            "gallery_per_user": gallery_size, "figures": [figure],
-            **({} if extra is None else {**extra.provenance, "distractors_files": extra.n_files,
-                                          "distractors_without_face": extra.n_without_face}),
+            "gallery_per_user": gallery_size, "figures": [figure], **about_distractors,
         }
         return ScenarioResult(metrics, per_user, outcomes, provenance)
-
-    def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
-        return self.bench.cost(n_images, n_protected_train)

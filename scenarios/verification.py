@@ -272,7 +272,9 @@ def draw_pairs(identities: Sequence[str], seed: int, n_folds: int, per_fold: int
     by_name: dict[str, list[int]] = {n: [] for n in names}
     for i, name in enumerate(identities):
         by_name[name].append(i)
-    label = np.array([names.index(n) for n in identities])
+    number = {n: i for i, n in enumerate(names)}
+    label = np.array([number[n] for n in identities])
+    taken: set[tuple[int, int]] = set()  # an impostor pair drawn for one fold is not drawn again for another
     pairs: list[IndexPair] = []
     for fold in range(n_folds):
         mine = [n for n in names if fold_of[n] == fold]
@@ -287,8 +289,9 @@ def draw_pairs(identities: Sequence[str], seed: int, n_folds: int, per_fold: int
             if len(chosen) >= per_fold or len(chosen) >= space:
                 break
             a, b = int(rng.choice(firsts)), int(rng.integers(len(identities)))
-            if label[a] != label[b]:
+            if label[a] != label[b] and (min(a, b), max(a, b)) not in taken:
                 chosen.add((min(a, b), max(a, b)))
+        taken |= chosen
         pairs.extend(IndexPair(a, b, False, fold) for a, b in sorted(chosen))
     return pairs
 
@@ -414,9 +417,10 @@ class Verification:
         names = sorted({p.first for p in chosen} | {p.second for p in chosen})
         if self.config.pairs_images is not None:
             root = Path(self.config.pairs_images)
-            sources = [str(root / n) for n in names]
+            present = [n for n in names if (root / n).is_file()]  # a listed photo the folder lacks: its pairs are left out
+            sources = [str(root / n) for n in present]
             found_vectors, found = self.bench.embedder(cell).embed_found(PhotoFiles(sources), sources)
-            vectors = dict(zip([names[i] for i in found], unit(found_vectors), strict=True))
+            vectors = dict(zip([present[i] for i in found], unit(found_vectors), strict=True))
         else:
             position = {f"{Path(s).parent.name}/{Path(s).name}": i for i, s in enumerate(data.sources)}
             clean = self.bench.dataset(cell, "clean")
@@ -482,7 +486,7 @@ class Verification:
         grid = np.geomspace(floor, 1.0, 100)
         curve = [float(tpr[fpr <= x].max()) if np.any(fpr <= x) else 0.0 for x in grid]
         figure = curve_figure("verification-roc", "Verification: ROC of the clean model", "false-accept rate",
-                              "true-accept rate", {"clean pairs": curve}, grid, x_log=True, marks=marks)
+                              "true-accept rate", {"clean pairs": curve}, grid.tolist(), x_log=True, marks=marks)
         provenance: dict[str, Any] = {
             "pairs": clean.source, "n_pairs": len(clean.sims), "n_same_pairs": int(clean.same.sum()),
             "n_folds": len(by_fold), "n_skipped_pairs": clean.n_skipped,
@@ -492,5 +496,6 @@ class Verification:
         return ScenarioResult(metrics, per_user, outcomes, provenance)
 
     def cost(self, n_images: int, n_protected_train: int, n_protected_test: int) -> CellCost:
-        pairs_photos = 2 * 2 * self.config.pairs_per_fold * 10 if self.config.pairs_images else 0
+        # a pairs file's own photos: at most two per pair
+        pairs_photos = 2 * 2 * self.config.pairs_per_fold * self.config.folds if self.config.pairs_images else 0
         return CellCost(photos_to_cloak=n_protected_train, photos_to_embed=n_images + n_protected_train + pairs_photos)
