@@ -65,7 +65,7 @@ def _entry(row: ResultRow, campaign: CampaignResults, seed_varies: bool) -> Entr
         value += f" [{_fmt(m.get(f'{h}_ci_low'))}, {_fmt(m.get(f'{h}_ci_high'))}]"
     low = m.get(above_baseline_keys(h)[1])
     marker = "" if row.cell.get("cloak") == BASELINE_CLOAK else (
-        NO_BASELINE if not finite(low) else ABOVE if float(low) > 0.0 else NOT_ABOVE)  # type: ignore[arg-type]
+        NO_BASELINE if low is None or not finite(low) else ABOVE if low > 0.0 else NOT_ABOVE)
     name = campaign.name + (f", seed {row.cell.get('seed')}" if seed_varies else "")
     number = float(m[h]) if finite(m.get(h)) else float("nan")
     return Entry(name, f"{campaign.report}#cell-{row.key}", value, marker, number)

@@ -57,8 +57,9 @@ def threat_label(row: ResultRow, axes: Sequence[str]) -> str:
             if cm not in ("", NO_COUNTERMEASURE):
                 parts.append(f"{cm} on {side}" if side else cm)
         elif axis == "leak_ratio":
-            if finite(row.cell.get("leak_ratio")) and float(row.cell["leak_ratio"]):  # type: ignore[arg-type]
-                parts.append(f"leak {float(row.cell['leak_ratio']):g}")  # type: ignore[arg-type]
+            leak = row.cell.get("leak_ratio")
+            if isinstance(leak, int | float) and leak:
+                parts.append(f"leak {float(leak):g}")
         elif axis == "seed":
             parts.append(f"seed {axis_value(row, 'seed')}")
         else:
@@ -123,9 +124,9 @@ def verdicts(rows: Sequence[ResultRow]) -> list[Verdict]:
         verdict = out.setdefault(cloak_label(row), Verdict(cloak_label(row)))
         low = row.metrics.get(above_baseline_keys(row.headline)[1])
         where = threat_label(row, axes)
-        if not finite(low):
+        if low is None or not finite(low):
             verdict.no_baseline.append(where)
-        elif float(low) > 0.0:  # type: ignore[arg-type]
+        elif low > 0.0:
             verdict.above.append(where)
         else:
             verdict.not_above.append(where)

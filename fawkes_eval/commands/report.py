@@ -84,7 +84,7 @@ def _write_comparison(args: argparse.Namespace, sources: list[Any]) -> int:
     return 0
 
 
-def _write_reports(source: Any, title: str, out: Path, redact: str | None, echo_table: bool) -> None:
+def _write_reports(source: Any, title: str, out: Path, redact: Any, echo_table: bool) -> None:
     from reports.html import render_html
     from reports.leaderboard import leaderboard_json
     from reports.markdown import markdown_summary, results_table
