@@ -1,5 +1,7 @@
-"""Self-contained HTML report: plots, results table, image grid (clean, cloaked, amplified change), the campaign
-config and what the numbers were measured on. Everything is inline (data URIs), so the file works offline."""
+"""Self-contained HTML report: the verdict (one sentence per cloak), one section per scenario (its plots, the
+figures its rows carry, its results table), image grid (clean, cloaked, amplified change), the campaign config
+and what the numbers were measured on, the environment once. Everything is inline (data URIs), so the file works
+offline; every name is escaped (Jinja2 autoescape)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import base64
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +19,11 @@ from PIL import Image
 
 from fawkes_eval.results import ImageExample, ReportBundle, ResultRow
 from reports.cells import finite, sort_rows
-from reports.plots import all_plots
-from reports.provenance import datasets, environments, models
-from reports.table import results_tables
+from reports.figures import figure_plots
+from reports.plots import Plot, all_plots
+from reports.provenance import datasets, environment_summary, models
+from reports.table import Table, results_tables
+from reports.verdict import BASIS, verdicts
 
 DIFF_GAIN = 10.0  # cloaks change pixels by a few units; x10 around mid-grey makes the pattern visible
 BLUR_SIDE = 8  # --redact blur: faces are shrunk to 8 px on their long side, too few for anyone to be recognised
@@ -50,7 +55,7 @@ def _number(value: Any, spec: str) -> str:
     return format(value, spec) if finite(value) else "n/a"
 
 
-def _environment() -> jinja2.Environment:
+def jinja_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True,  # identity names and paths come from user folders: never trust them as markup
@@ -75,6 +80,28 @@ def _grid(examples: Sequence[ImageExample], redact: Redaction | None) -> list[di
     ]
 
 
+@dataclass
+class Section:
+    """One scenario's part of the page: its plots (the headline's and the figures its rows carry), its table, and
+    the figures that could not be drawn."""
+
+    scenario: str
+    table: Table
+    plots: list[Plot]
+    problems: list[str]
+
+
+def sections(rows: Sequence[ResultRow]) -> list[Section]:
+    """One section per scenario, in the tables' order."""
+    ordered = sort_rows(rows)
+    out = []
+    for table in results_tables(ordered):
+        mine = [r for r in ordered if str(r.cell.get("scenario", "?")) == table.scenario]
+        figures, problems = figure_plots(mine)
+        out.append(Section(table.scenario, table, all_plots(mine) + figures, problems))
+    return out
+
+
 def render_html(
     title: str,
     rows: list[ResultRow],
@@ -95,11 +122,11 @@ def render_html(
     if mode not in (None, "omit", "blur"):
         raise ValueError(f"redact must be 'omit' or 'blur', got {redact!r}")
     ordered = sort_rows(rows)
-    return _environment().get_template("report.html.j2").render(
-        title=title, tables=results_tables(ordered), n_cells=len(ordered), plots=all_plots(ordered),
+    return jinja_environment().get_template("report.html.j2").render(
+        title=title, sections=sections(ordered), n_cells=len(ordered), verdicts=verdicts(ordered), basis=BASIS,
         grid=_grid(examples, mode),
         has_examples=bool(examples), redaction=mode, gain=int(DIFF_GAIN),
-        datasets=datasets(ordered), models=models(ordered), environments=environments(ordered),
+        datasets=datasets(ordered), models=models(ordered), environment=environment_summary(ordered),
         config=json.dumps(config, indent=1, sort_keys=True, default=str) if config else "", context=context,
         left_out=left_out,
     )

@@ -1,4 +1,5 @@
-"""Markdown tables and summaries of result rows."""
+"""Markdown tables and summaries of result rows: the verdict (one sentence per cloak) first, then one section per
+scenario, then what the numbers were measured on (the environment once)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Sequence
 from fawkes_eval.results import ReportBundle, ResultRow
 from reports.cells import finite
 from reports.leaderboard import leaderboard
-from reports.provenance import environments, models
+from reports.provenance import environment_summary, models
 from reports.table import results_tables
+from reports.verdict import BASIS, verdicts
 
 
 def _fmt(value: object, spec: str = ".2f") -> str:
@@ -21,15 +23,23 @@ def md_text(text: object) -> str:
     return html.escape(str(text), quote=False).replace("|", "\\|")
 
 
-def results_table(rows: Sequence[ResultRow]) -> str:
+def verdict_lines(rows: Sequence[ResultRow]) -> str:
+    """The verdict: one plain sentence per cloak (escaped), and what "above the clean baseline" means."""
+    found = verdicts(rows)
+    if not found:
+        return "Only the clean baseline (the `none` cloak) was measured: there is no cloak to judge.\n"
+    return "".join(f"- {md_text(v.sentence())}\n" for v in found) + f"\n{BASIS}\n"
+
+
+def results_table(rows: Sequence[ResultRow], headings: str = "Scenario: ") -> str:
     """One table per scenario, one line per cell: the scenario's columns (headline with its 95% CI first) and,
     where the campaign held the clean baseline, the headline above it; cells whose protection is
     indistinguishable from the clean error are marked. Columns: the cell axes that vary, then the metrics."""
     out = []
     tables = results_tables(rows)
     for table in tables:
-        if len(tables) > 1:
-            out.append(f"Scenario: {md_text(table.scenario)}\n")
+        if len(tables) > 1 or headings.startswith("#"):
+            out.append(f"{headings}{md_text(table.scenario)}\n")
         out.append("| " + " | ".join(md_text(h) for h in [*table.headers, "verdict"]) + " |")
         out.append("|" + "---|" * (len(table.headers) + 1))
         for line, mark in zip(table.lines, table.marks, strict=True):
@@ -38,8 +48,9 @@ def results_table(rows: Sequence[ResultRow]) -> str:
     return "\n".join(out)
 
 
-def provenance_lines(rows: Sequence[ResultRow]) -> str:
-    """What the numbers were measured on, once per distinct dataset / model combination."""
+def provenance_lines(rows: Sequence[ResultRow], *, with_models: bool = True, with_environment: bool = True) -> str:
+    """What the numbers were measured on, once per distinct dataset / model combination, and the environment once
+    (``with_models`` / ``with_environment`` False where a page has sections of its own for them)."""
     seen: list[str] = []
     for r in rows:
         p = r.provenance
@@ -50,10 +61,11 @@ def provenance_lines(rows: Sequence[ResultRow]) -> str:
         )
         if line not in seen:
             seen.append(line)
-    for m in models(rows):
+    for m in models(rows) if with_models else []:
         seen.append(f"- victim {md_text(m['model'])} ({md_text(m['family'] or '?')}, license "
                     f"{md_text(m['license'] or '?')}): {md_text(m['weights'] or 'no weight hashes recorded')}")
-    for env in environments(rows):
+    env = environment_summary(rows)
+    if with_environment and env:
         seen.append("- " + ", ".join(f"{k} {md_text(env[k])}" for k in ("fawkes_eval", "torch", "device", "git")
                                      if k in env))
     return "\n".join(seen) + "\n"
@@ -73,12 +85,11 @@ def markdown_summary(title: str, rows: Sequence[ResultRow]) -> str:
         f"{md_text(m['weights'] or 'no weight hashes recorded')}"
         for m in models(rows)
     )
-    env_lines = "\n".join(
-        "- " + ", ".join(f"{md_text(k)} {md_text(v)}" for k, v in env.items()) for env in environments(rows) if env
-    )
+    env_lines = "\n".join(f"- {md_text(k)}: {md_text(v)}" for k, v in environment_summary(rows).items())
     return (
-        f"# {md_text(title)}\n\n## Cloaks ranked by {board['ranked_by']}\n\n{ranking}\n\n## Results\n\n"
-        f"{results_table(rows)}\n## Measured on\n\n{provenance_lines(rows)}\n## Models\n\n{model_lines}\n\n"
+        f"# {md_text(title)}\n\n## Verdict\n\n{verdict_lines(rows)}\n## Cloaks ranked by {board['ranked_by']}\n\n"
+        f"{ranking}\n\n{results_table(rows, '## Scenario: ')}\n## Measured on\n\n"
+        f"{provenance_lines(rows, with_models=False, with_environment=False)}\n## Models\n\n{model_lines}\n\n"
         f"## Environment\n\n{env_lines or '- not recorded'}\n"
     )
 
@@ -93,5 +104,6 @@ def left_out_table(left_out: Sequence[dict[str, str]]) -> str:
 
 def markdown_report(bundle: ReportBundle) -> str:
     """``report.md``: the results tables, what they were measured on, and the files left out."""
-    return (f"# {md_text(bundle.title)}\n\n{results_table(bundle.rows)}\nMeasured on:\n{provenance_lines(bundle.rows)}"
+    return (f"# {md_text(bundle.title)}\n\n## Verdict\n\n{verdict_lines(bundle.rows)}\n"
+            f"{results_table(bundle.rows, '## Scenario: ')}\n## Measured on\n\n{provenance_lines(bundle.rows)}"
             f"{left_out_table(bundle.left_out)}")

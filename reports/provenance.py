@@ -52,3 +52,14 @@ def models(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
 def environments(rows: Sequence[ResultRow]) -> list[dict[str, str]]:
     """Distinct library versions and hardware the rows were computed with (more than one is worth seeing)."""
     return _distinct([{str(k): str(v) for k, v in r.provenance.get("environment", {}).items()} for r in rows])
+
+
+def environment_summary(rows: Sequence[ResultRow]) -> dict[str, str]:
+    """The environment once: each key with its value, or its distinct values joined by "; " where the cells were
+    computed in more than one environment (a resumed campaign on another revision, say)."""
+    out: dict[str, list[str]] = {}
+    for env in environments(rows):
+        for key, value in env.items():
+            if value not in out.setdefault(key, []):
+                out[key].append(value)
+    return {key: "; ".join(values) for key, values in out.items()}

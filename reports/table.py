@@ -24,6 +24,7 @@ class Table:
     n_axes: int
     lines: list[list[str]] = field(default_factory=list)
     marks: list[str] = field(default_factory=list)  # per line: NO_PROTECTION_MARK or ""
+    keys: list[str] = field(default_factory=list)  # per line: the cell's key (the HTML row's anchor)
     per_user: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -63,5 +64,6 @@ def results_tables(rows: Sequence[ResultRow]) -> list[Table]:
             table.lines.append(line)
             table.marks.append(NO_PROTECTION_MARK if indistinguishable_from_clean(r) else "")
             table.per_user.append(dict(r.per_user))
+            table.keys.append(r.key)
         tables.append(table)
     return tables

@@ -20,6 +20,7 @@ Two more kinds compose these (DESIGN.md section 2, "Upload chains"):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,7 +244,8 @@ class UploadConfig:
 
 
 class PlatformUpload:
-    """A photo as a platform serves it back after upload: downscaled to ``long_edge`` (Lanczos), then encoded
+    """A photo as a platform serves it back after upload (``platform`` names it, ``config_class`` holds its figures,
+    ``config`` any other setting): downscaled to ``long_edge`` (Lanczos), then encoded
     once as ``format`` at ``quality`` with 4:2:0 chroma and no metadata, then decoded.
 
     The output is smaller than the input when the input's long edge exceeds ``long_edge`` (the platform serves
@@ -251,13 +253,11 @@ class PlatformUpload:
     file the platform would store, for inspection.
     """
 
-    platform = "upload"
-    config_class: type[UploadConfig] = UploadConfig
-
-    def __init__(self, config: UploadConfig | None = None) -> None:
-        self.config = config if config is not None else self.config_class()
+    def __init__(self, platform: str, config_class: type[UploadConfig], config: UploadConfig | None = None) -> None:
+        self.platform, self.config_class = platform, config_class
+        self.config = config if config is not None else config_class()
         changed = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
-                   if getattr(self.config, f.name) != getattr(self.config_class(), f.name)}
+                   if getattr(self.config, f.name) != getattr(config_class(), f.name)}
         self.name = f"{self.platform}-like" + ("{" + ",".join(f"{k}={v}" for k, v in changed.items()) + "}"
                                               if changed else "")
 
@@ -332,37 +332,13 @@ class WhatsappLikeConfig(UploadConfig):
     quality: int = 70
 
 
-@COUNTERMEASURES.register("instagram-like", config=f"{__name__}:InstagramLikeConfig",
-                          summary="Instagram-like upload: long edge 1080, JPEG ~75 (approx.), 4:2:0, no metadata")
-class InstagramLike(PlatformUpload):
-    """Instagram-like upload (``InstagramLikeConfig``): long edge 1080 px, JPEG quality ~75, 4:2:0, no metadata."""
-
-    platform = "instagram"
-    config_class = InstagramLikeConfig
-
-
-@COUNTERMEASURES.register("facebook-like", config=f"{__name__}:FacebookLikeConfig",
-                          summary="Facebook-like upload: long edge 2048, JPEG ~80 (approx.), 4:2:0, no metadata")
-class FacebookLike(PlatformUpload):
-    """Facebook-like upload (``FacebookLikeConfig``): long edge 2048 px, JPEG quality ~80, 4:2:0, no metadata."""
-
-    platform = "facebook"
-    config_class = FacebookLikeConfig
-
-
-@COUNTERMEASURES.register("twitter-like", config=f"{__name__}:TwitterLikeConfig",
-                          summary="Twitter/X-like upload: long edge 4096, JPEG 85 (stated), 4:2:0, no metadata")
-class TwitterLike(PlatformUpload):
-    """Twitter/X-like upload (``TwitterLikeConfig``): long edge 4096 px, JPEG quality 85, 4:2:0, no metadata."""
-
-    platform = "twitter"
-    config_class = TwitterLikeConfig
-
-
-@COUNTERMEASURES.register("whatsapp-like", config=f"{__name__}:WhatsappLikeConfig",
-                          summary="WhatsApp-like photo: long edge 1600, JPEG ~70 (approx.), 4:2:0, no metadata")
-class WhatsappLike(PlatformUpload):
-    """WhatsApp-like photo (``WhatsappLikeConfig``): long edge 1600 px, JPEG quality ~70, 4:2:0, no metadata."""
-
-    platform = "whatsapp"
-    config_class = WhatsappLikeConfig
+# name -> (config with the platform's figures, summary); each registered as "<name>-like"
+PLATFORMS: dict[str, tuple[type[UploadConfig], str]] = {
+    "instagram": (InstagramLikeConfig, "Instagram-like upload: long edge 1080, JPEG ~75 (approx.), 4:2:0, no metadata"),
+    "facebook": (FacebookLikeConfig, "Facebook-like upload: long edge 2048, JPEG ~80 (approx.), 4:2:0, no metadata"),
+    "twitter": (TwitterLikeConfig, "Twitter/X-like upload: long edge 4096, JPEG 85 (stated), 4:2:0, no metadata"),
+    "whatsapp": (WhatsappLikeConfig, "WhatsApp-like photo: long edge 1600, JPEG ~70 (approx.), 4:2:0, no metadata"),
+}
+for _platform, (_config, _summary) in PLATFORMS.items():
+    COUNTERMEASURES.register(f"{_platform}-like", config=f"{__name__}:{_config.__name__}", summary=_summary)(
+        functools.partial(PlatformUpload, _platform, _config))

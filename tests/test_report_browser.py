@@ -26,8 +26,7 @@ from conftest import CampaignRun
 from PIL import Image
 
 from reports.examples import read_examples
-from reports.html import render_html
-from reports.plots import all_plots
+from reports.html import render_html, sections
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -175,7 +174,7 @@ def test_report_renders_cleanly_in_chromium(browser: DevToolsPipe, gate_run: Cam
     problems, requested, facts, pixels = load_page(browser, page)
     assert problems == []
     assert facts["title"] == EVIL and facts["scripts"] == 0  # the title's "script" stayed text
-    n_plots = len(all_plots(gate_run.rows))
+    n_plots = sum(len(s.plots) for s in sections(gate_run.rows))
     # the identity named "<img ...>" stayed text too: no extra (broken) image
     assert facts["broken"] == 0 and facts["images"] == n_plots + (0 if redact == "omit" else 3 * len(examples))
     assert all(url.startswith(("file:", "data:")) for url in requested), requested  # self-contained: no network

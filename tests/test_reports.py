@@ -61,7 +61,8 @@ def test_markdown_table_shows_each_cell_with_its_ci_and_baseline(gate_run: Campa
 @pytest.mark.slow
 def test_plots_are_pngs_and_the_countermeasure_plot_needs_that_axis(gate_run: CampaignRun) -> None:
     swept = all_plots(gate_run.rows)
-    assert swept[0].title == "PSR vs countermeasure" and "PSR vs perceptual cost" in [p.title for p in swept]
+    assert [p.title for p in swept[:2]] == ["PSR vs cloak strength", "PSR vs countermeasure"]
+    assert "PSR vs perceptual cost" in [p.title for p in swept]
     for plot in swept:
         with decoded(plot.data_uri) as image:
             assert image.width > 200 and image.height > 100
