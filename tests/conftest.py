@@ -77,6 +77,24 @@ def aligned(aligner: FaceAligner) -> Callable[[Dataset, str], tuple[np.ndarray, 
     return get
 
 
+@pytest.fixture(scope="session")
+def assert_separates() -> Callable[[np.ndarray, np.ndarray], None]:
+    """``assert_separates(embeddings, labels)``: a zoo model tells identities apart: 3-fold 1-NN accuracy >= 0.95,
+    and mean same-identity cosine above mean different-identity cosine by more than 0.3 (rows L2-normalised here)."""
+    from fawkes_eval.registry import TRACKERS
+    from scenarios.identification import kfold_identification
+
+    def check(embeddings: np.ndarray, labels: np.ndarray) -> None:
+        unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+        result = kfold_identification(unit, list(labels), lambda: TRACKERS.create("1nn"), folds=3, seed=0)
+        assert result.accuracy >= 0.95, result
+        same = labels[:, None] == labels[None, :]
+        sims = unit @ unit.T
+        assert sims[same & ~np.eye(len(labels), dtype=bool)].mean() > sims[~same].mean() + 0.3
+
+    return check
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
