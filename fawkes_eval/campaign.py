@@ -55,6 +55,8 @@ from fawkes_eval.components import (
     OptionError,
     component_config,
     robust_transforms,
+    trains_trackers,
+    uses_surrogates,
     victim_adaptation,
     without_options,
 )
@@ -62,6 +64,7 @@ from fawkes_eval.results import config_hash
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "demo_data"
 NO_COUNTERMEASURE = "none"
+NO_TRACKER = "none"  # the tracker axis of a scenario that trains no tracker (it compares embeddings itself)
 COUNTERMEASURE_SIDES = ("uploads", "queries", "both")
 DEFAULT_SCENARIO = "protection"
 DEFAULT_REPORTS = ("markdown", "html")  # report formats: REPORTS entries that declare the file they write
@@ -189,16 +192,16 @@ class Campaign:
 
     def cells(self) -> list[Cell]:
         """Every cell, ordered so that cells sharing a cloaking run (dataset, seed, scenario, cloak, surrogates)
-        are adjacent. A cloak that declares no use of surrogates gets one surrogate-free cell, not one per set
+        are adjacent. A cloak that declares no use of surrogates gets one surrogate-free cell, not one per set, and a
+        scenario that trains no tracker one cell with tracker ``none``, not one per tracker
         (what a cloak declares is read from the registries: call ``fawkes_eval.rooms.load_rooms()`` first)."""
-        from fawkes_eval.components import uses_surrogates
-
         g = self.grid
         cells: list[Cell] = []
         for d, seed, scenario, cloak in itertools.product(self.datasets, g.seeds, g.scenarios, g.cloaks):
             surrogate_sets = g.surrogates if uses_surrogates(cloak.name) else ((),)
+            trackers = g.trackers if trains_trackers(scenario.name) else (ComponentSpec(NO_TRACKER),)
             for surrogates, victim, tracker, cm, leak in itertools.product(
-                surrogate_sets, g.victims, g.trackers, g.countermeasures, g.leak_ratios
+                surrogate_sets, g.victims, trackers, g.countermeasures, g.leak_ratios
             ):
                 cells.append(Cell(d.name, scenario, cloak, surrogates, victim, tracker, cm, leak, seed))
         return cells
@@ -707,10 +710,12 @@ def check_components(campaign: Campaign) -> None:
             robust = robust_transforms(spec)
         except OptionError as e:
             fail(f"grid.trackers[{i}].robust", e)
-        refusing = [s.label for s in g.scenarios if not SCENARIOS.declared(s.name).get("augmentations")]
+        refusing = [s.label for s in g.scenarios
+                    if trains_trackers(s.name) and not SCENARIOS.declared(s.name).get("augmentations")]
         if robust and refusing:
             fail(f"grid.trackers[{i}].robust", ValueError(
-                f"scenario(s) {', '.join(refusing)} train no tracker on the uploads: robust training does not apply"))
+                f"scenario(s) {', '.join(refusing)} cannot train their trackers through transforms: robust "
+                "training does not apply"))
     for i, spec in enumerate(g.countermeasures):
         for j, step in enumerate(spec.steps):  # a chain: each step at its own line
             entry(f"grid.countermeasures[{i}][{j}]", COUNTERMEASURES, step)

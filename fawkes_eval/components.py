@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fawkes_eval.registry import CLOAKS, COUNTERMEASURES, EXTRACTORS, Registry, UnknownComponentError, load_target
+from fawkes_eval.registry import (
+    CLOAKS,
+    COUNTERMEASURES,
+    EXTRACTORS,
+    SCENARIOS,
+    Registry,
+    UnknownComponentError,
+    load_target,
+)
 from fawkes_eval.types import CloakGenerator, ExtractorInfo, FeatureExtractor
 
 # a countermeasure entry written as a list: its steps, applied in order (scenarios/countermeasures.py:Chain)
@@ -129,6 +137,12 @@ def requires(name: str) -> tuple[str, ...]:
 
 def uses_surrogates(name: str) -> bool:
     return "surrogates" in requires(name)
+
+
+def trains_trackers(scenario: str) -> bool:
+    """Whether a scenario trains the grid's trackers (one that compares embeddings itself declares
+    ``trackers=False``, and its cells are not crossed with the trackers axis)."""
+    return bool(SCENARIOS.declared(scenario).get("trackers", True))
 
 
 def declared_by(generator: CloakGenerator) -> dict[str, Any]:

@@ -13,18 +13,21 @@ SCENARIOS.register_lazy(
     summary="Verification and dodging: TAR@FAR, AUC, EER of the clean model; share of genuine pairs a cloaked photo "
             "takes below the FAR threshold (CIs)",
     config="scenarios.verification:VerificationScenarioConfig",
+    trackers=False,  # compares embeddings itself: its cells are not crossed with the trackers axis
 )
 SCENARIOS.register_lazy(
     "search", "scenarios.search:Search",
     summary="Reverse face search, both directions: (a) clean query vs cloaked uploads, (b) cloaked query vs one clean "
             "photo; protection@1/5/10 and mAP (CIs), optional extra distractors",
     config="scenarios.search:SearchConfig",
+    trackers=False,  # compares embeddings itself: its cells are not crossed with the trackers axis
 )
 SCENARIOS.register_lazy(
     "linkability", "scenarios.linkability:Linkability",
     summary="Linkability: a cloaked photo vs the user's other cloaked photos among distractors; recall@k, "
             "same-user vs impostor similarity",
     config="scenarios.linkability:LinkabilityConfig",
+    trackers=False,  # compares embeddings itself: its cells are not crossed with the trackers axis
 )
 EVALUATIONS.register_lazy(
     "identification", "scenarios.identification:kfold_identification",
