@@ -9,6 +9,7 @@ the whole CLI in a process whose non-loopback connections are refused.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -83,7 +84,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     missing = names[5]
     noisy_copies(folder / "me", folder / "cloaked", missing)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(folder), "TQDM_DISABLE": "1",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "FAWKES_EVAL_CACHE": str(folder / "cache")}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "FAWKES_EVAL_CACHE": str(folder / "cache"),
+           **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}  # a worktree's own code
     done = subprocess.run(
         [sys.executable, "-c", GUARDED_CLI, "audit", "--me", "me", "--cloaked", "cloaked",
          "--cloak", "fawkes-v1.0:mid,noise:high", "--victims", ",".join(VICTIMS), "--out", "out"],
