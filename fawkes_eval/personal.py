@@ -51,6 +51,8 @@ TRAIN_FRACTION = 0.7
 DEFAULT_CLOAK = "fawkes-v1.0:high"  # the strongest Fawkes mode fawkes-eval ships
 DEFAULT_SURROGATES = ("dlib-resnet-torch",)
 TRACKERS = ("1nn", "logreg", "enroll-search:1e-3")
+SCENARIOS = ("protection", "search")  # a tracker trained on the posted photos; reverse face search, both directions
+UPLOAD_PRESET = "instagram-like"  # what one platform does to an upload (scenarios/countermeasures.py)
 # One entry per network (the -torch / -tf twins run the same weights and give the same answer); the InsightFace one
 # only where its package is installed.
 DEFAULT_VICTIMS = ("dlib-resnet", "mobileface", "hse-faceres", "hse-faceres-deep", "insightface-mbf-w600k")
@@ -430,28 +432,53 @@ def _verdict(row: ResultRow, base: ResultRow | None, person: str, missed: int, n
     return "protected" if missed == n else "partly protected"
 
 
-def sentence(row: ResultRow, base: ResultRow | None, person: str) -> str:
-    victim = str(row.cell["victim"])
-    tracker = str(row.cell["tracker"])
+def _search_verdict(row: ResultRow, base: ResultRow | None, metric: str) -> str:
+    """Direction (b) has no per-query outcomes in the row: its CI against the baseline's rate decides."""
+    if base is None:
+        return "no clean baseline to compare with"
+    if row.metrics.get(f"{metric}_ci_low", 0.0) > base.metrics.get(metric, 0.0):
+        return "protected" if row.metrics.get(metric, 0.0) == 1.0 else "partly protected"
+    return "no protection" if row.metrics.get(metric, 0.0) <= base.metrics.get(metric, 0.0) else (
+        "no protection shown (within chance of the clean result)")
+
+
+def sentences(row: ResultRow, base: ResultRow | None, person: str) -> list[str]:
+    """The verdict lines of one cell: one for a tracker, two for reverse face search (both directions)."""
+    victim = VICTIM_NAMES.get(str(row.cell["victim"]), str(row.cell["victim"]))
     outcomes = row.outcomes.get(person, [])
     n, missed = len(outcomes), sum(outcomes)
     countermeasure = str(row.cell.get("countermeasure", NO_COUNTERMEASURE))
     upload = f", your uploads put through {countermeasure}" if countermeasure != NO_COUNTERMEASURE else ""
     base_outcomes = base.outcomes.get(person, []) if base is not None else []
-    without = (f"without cloaks: {len(base_outcomes) - sum(base_outcomes)} of {len(base_outcomes)}"
-               if base is not None else "no clean baseline")
-    who = f"{VICTIM_NAMES.get(victim, victim)} {TRACKER_NAMES.get(tracker, f'with the {tracker} tracker')}"
-    if row.cell.get("scenario", "protection") == "protection":
-        text = (f"{who}{upload}, trained on your cloaked photos, recognised you in {n - missed} of {n} clean photos "
-                f"({without})")
-    else:
-        text = (f"{who}{upload}, {row.cell['scenario']}: {missed} of {n} searches missed you "
-                f"({without.replace('without cloaks: ', 'without cloaks: found you in ')})")
-    text += f": {_verdict(row, base, person, missed, n)}"
-    others = row.metrics.get("others_acc")
-    if others is not None and others == others and others < 0.5:
-        text += f" (but it recognised only {others:.0%} of the crowd's photos: a weak tracker)"
-    return text + "."
+    base_found = len(base_outcomes) - sum(base_outcomes)
+    scenario = row.cell.get("scenario", "protection")
+    if scenario == "protection":
+        tracker = str(row.cell["tracker"])
+        without = f"without cloaks: {base_found} of {len(base_outcomes)}" if base is not None else "no clean baseline"
+        text = (f"{victim} {TRACKER_NAMES.get(tracker, f'with the {tracker} tracker')}{upload}, trained on your "
+                f"cloaked photos, recognised you in {n - missed} of {n} clean photos ({without}): "
+                f"{_verdict(row, base, person, missed, n)}")
+        others = row.metrics.get("others_acc")
+        if others is not None and others == others and others < 0.5:
+            text += f" (but it recognised only {others:.0%} of the crowd's photos: a weak tracker)"
+        return [text + "."]
+    if scenario == "search":
+        without = f"without cloaks: {base_found} of {len(base_outcomes)}" if base is not None else "no clean baseline"
+        lines = [f"Reverse face search with {victim}{upload}: a clean photo of you, searched among your cloaked "
+                 f"uploads and the crowd's photos, found you first in {n - missed} of {n} searches ({without}): "
+                 f"{_verdict(row, base, person, missed, n)}."]
+        n_b = int(row.provenance.get("n_queries_b", 0))
+        found_b = round(n_b * (1.0 - row.metrics.get("b_protection_at_1", 0.0)))
+        base_b = "no clean baseline" if base is None else (
+            f"without cloaks: {round(n_b * (1.0 - base.metrics.get('b_protection_at_1', 0.0)))} of {n_b}")
+        lines.append(f"Reverse face search with {victim}{upload}: your cloaked photos, searched against a gallery "
+                     f"holding one clean photo of you and the crowd's photos, found it first in {found_b} of {n_b} "
+                     f"searches ({base_b}): {_search_verdict(row, base, 'b_protection_at_1')}.")
+        return lines
+    without = f"without cloaks: missed {sum(base_outcomes)} of {len(base_outcomes)}" if base is not None else (
+        "no clean baseline")
+    return [f"{victim}{upload}, {scenario}: {missed} of {n} attempts missed you ({without}): "
+            f"{_verdict(row, base, person, missed, n)}."]
 
 
 def verdict_lines(rows: Sequence[ResultRow], person: str) -> list[str]:
@@ -460,5 +487,6 @@ def verdict_lines(rows: Sequence[ResultRow], person: str) -> list[str]:
     lines: list[str] = []
     for title in dict.fromkeys(cloak_title(row) for row, _ in pairs):
         lines.append(f"With {title}:")
-        lines += [f"  {sentence(row, base, person)}" for row, base in pairs if cloak_title(row) == title]
+        lines += [f"  {line}" for row, base in pairs if cloak_title(row) == title
+                  for line in sentences(row, base, person)]
     return lines

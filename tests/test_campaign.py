@@ -256,3 +256,21 @@ def test_list_verb_shows_every_registry_with_modes_options_and_needs(capsys: pyt
     assert "jpeg:95, jpeg:75, jpeg:50, jpeg:30, jpeg:10" in capsys.readouterr().out
     assert main(["list", "reports"]) == 0
     assert "file: report.html" in capsys.readouterr().out
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "campaigns").glob("*.yaml"))
+SHARED_LFW = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lfw"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_campaign_validates(path: Path) -> None:
+    """The example campaigns stay true to the registries and their options (the README points at each)."""
+    text = path.read_text()
+    if "shared/data/lfw" in text and not SHARED_LFW.is_dir():
+        pytest.skip(f"{path.name} reads LFW at ../shared/data/lfw beside the checkout, which is absent here")
+    if "cloaked-lfw-sample" in text and not (path.parent.parent / "cloaked-lfw-sample").is_dir():
+        pytest.skip(f"{path.name} audits the folder the cloak verb writes first (its header says how)")
+    load_rooms()
+    campaign = load_campaign(path)
+    check_components(campaign)
+    assert campaign.cells()

@@ -152,13 +152,15 @@ def personal_audit(args: argparse.Namespace) -> int:
         + "".join(f"; left out {i} ({why})" for i, why in sorted(data.crowd_left_out.items())))
     campaign = personal.personal_campaign(
         data, cloaks, victims, surrogates, seed, name, args.experiment or "fawkes-eval-me", args.out,
-        args.show_faces, args.detector, trackers=args.trackers or personal.TRACKERS)
+        args.show_faces, args.detector, scenarios=personal.SCENARIOS, countermeasures=(personal.UPLOAD_PRESET,),
+        trackers=args.trackers or personal.TRACKERS)
     try:
         check_components(campaign)
     except CampaignError as e:
         raise personal.PersonalError(str(e).removeprefix("<options>: ")) from None
-    say(f"Victims: {', '.join(victims)}; trackers: {', '.join(t.label for t in campaign.grid.trackers)}; "
-        f"{len(campaign.cells())} cells (progress on stderr) ...")
+    say(f"Victims: {', '.join(victims)}; threats: trackers ({', '.join(t.label for t in campaign.grid.trackers)}) "
+        f"trained on your posted photos, and reverse face search in both directions; each with your photos as "
+        f"posted and through {personal.UPLOAD_PRESET}; {len(campaign.cells())} cells (progress on stderr) ...")
     sys.stdout.flush()
     outcome = run_campaign(campaign, args.out, stream=sys.stderr)
     skipped = [e["file"] for e in outcome.left_out]
