@@ -25,8 +25,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# two workers (pytest-xdist) for the two cores; tests/conftest.py keeps each module, and the modules sharing the
+# gate campaign run, on one worker
+PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadgroup --durations=25
+
 test: lint
-	$(BIN)/python -m pytest -q -ra
+	$(PYTEST)
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -ra -m "not slow"
+	$(PYTEST) -m "not slow"

@@ -247,7 +247,9 @@ def run_campaign(
 def _headline(row: ResultRow) -> str:
     m = row.metrics
     h = row.headline
-    text = f"{h.upper()} {m.get(h, float('nan')):.2f} [{m.get(f'{h}_ci_low', float('nan')):.2f}, " \
+    # the scenario's own name for its headline (its column header without the interval's label)
+    name = next((header for metric, header, _ in row.columns if metric == h), h.upper()).removesuffix(" [95% CI]")
+    text = f"{name} {m.get(h, float('nan')):.2f} [{m.get(f'{h}_ci_low', float('nan')):.2f}, " \
            f"{m.get(f'{h}_ci_high', float('nan')):.2f}]"
     return text + (f", others' acc {m['others_acc']:.2f}" if "others_acc" in m else "")
 
