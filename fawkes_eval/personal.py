@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -467,7 +467,7 @@ def sentences(row: ResultRow, base: ResultRow | None, person: str) -> list[str]:
         lines = [f"Reverse face search with {victim}{upload}: a clean photo of you, searched among your cloaked "
                  f"uploads and the crowd's photos, found you first in {n - missed} of {n} searches ({without}): "
                  f"{_verdict(row, base, person, missed, n)}."]
-        n_b = int(row.provenance.get("n_queries_b", 0))
+        n_b = int(cast(int, row.provenance.get("n_queries_b", 0)))
         found_b = round(n_b * (1.0 - row.metrics.get("b_protection_at_1", 0.0)))
         base_b = "no clean baseline" if base is None else (
             f"without cloaks: {round(n_b * (1.0 - base.metrics.get('b_protection_at_1', 0.0)))} of {n_b}")
