@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fawkes_eval.baselines import BASELINE_CLOAK, above_baseline_keys
-from fawkes_eval.components import ComponentSpec
+from fawkes_eval.campaign import NO_TRACKER
+from fawkes_eval.components import ADAPT_OPTIONS, ROBUST_OPTION, ComponentSpec
 from fawkes_eval.results import ResultRow
 from reports.cells import NO_COUNTERMEASURE, axis_value, finite, sort_rows, varying_axes
 
@@ -33,8 +34,23 @@ def cloak_label(row: ResultRow) -> str:
 
 
 def _options(row: ResultRow, axis: str) -> str:
-    options = row.cell.get(f"{axis}_options") or {}
-    return ComponentSpec.of(axis_value(row, axis), options if isinstance(options, dict) else {}).label
+    """A victim or tracker as a sentence names it: its own options as in the grid; an adapted victim and a robust
+    tracker by what was done to them (the public photos and their hash are in the row, not the sentence); nothing
+    for the tracker of a scenario that trains none."""
+    name = axis_value(row, axis)
+    found = row.cell.get(f"{axis}_options") or {}
+    options = dict(found) if isinstance(found, dict) else {}
+    if axis == "tracker" and name == NO_TRACKER:
+        return ""
+    if axis == "victim" and "adapt" in options:
+        own = {k: v for k, v in options.items() if k not in (*ADAPT_OPTIONS, "public_sha256")}
+        return f"{ComponentSpec.of(name, own).label} adapted ({options['adapt']})"
+    if axis == "tracker" and ROBUST_OPTION in options:
+        own = {k: v for k, v in options.items() if k != ROBUST_OPTION}
+        robust = options[ROBUST_OPTION]
+        views = ", ".join(map(str, robust)) if isinstance(robust, list | tuple) else str(robust)
+        return f"{ComponentSpec.of(name, own).label} robust-trained ({views})"
+    return ComponentSpec.of(name, options).label
 
 
 def threat_axes(rows: Sequence[ResultRow]) -> list[str]:

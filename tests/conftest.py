@@ -228,7 +228,10 @@ def run_campaign_file(folder: Path, text: str, name: str = "campaign.yaml") -> C
     if not sample.exists():
         shutil.copytree(DEMO_DATA, sample)
         (sample / "Laura_Bush").rename(sample / EVIL)
-    (folder / name).write_text(text.replace('datasets:', 'roots:\n  data: data\ndatasets:', 1))
+    # the copied sample is root ``data``, beside the file's own roots
+    with_root = (text.replace("roots:\n", "roots:\n  data: data\n", 1) if re.search(r"^roots:\n", text, re.M)
+                 else text.replace("datasets:", "roots:\n  data: data\ndatasets:", 1))
+    (folder / name).write_text(with_root)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "FAWKES_EVAL_CACHE": str(folder / "cache")}
     done = subprocess.run([sys.executable, "-m", "fawkes_eval.cli", "run", name], cwd=folder, env=env,
