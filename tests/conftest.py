@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "fawkes_eval" / "demo_data" / "lfw_sample"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With ``-n`` (pytest-xdist, ``--dist loadgroup``): each module's tests stay on one worker, so module fixtures
     are built once; the modules that use the session fixture ``gate_run`` share one worker, so it is built once."""

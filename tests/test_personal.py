@@ -143,7 +143,7 @@ def test_verdict_names_every_victim_and_threat_with_the_baseline(run: Run) -> No
         # per victim and upload: one line per tracker, and two for reverse face search (both directions)
         assert len(lines) == len(VICTIMS) * len(uploads) * (len(TRACKERS) + 2), lines
         for victim, upload in itertools.product(VICTIMS, uploads):
-            mine = [ln for ln in lines if f"({victim}){upload}," in ln]
+            mine = [ln for ln in lines if f"({victim})" in ln and (upload in ln if upload else "uploads put" not in ln)]
             for tracker in TRACKERS:
                 assert sum(tracker in ln for ln in mine) == 1, (cloak, victim, upload, tracker, lines)
             assert sum(ln.startswith("Reverse face search with") for ln in mine) == 2, (cloak, victim, mine)
