@@ -26,18 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "fawkes_eval" / "demo_data" / "lfw_sample"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``-n`` (pytest-xdist, ``--dist loadgroup``): each module's tests stay on one worker, so module fixtures
-    are built once; the modules that use the session fixture ``gate_run`` share one worker, so it is built once."""
-    def module(item: pytest.Item) -> str:
-        return item.module.__name__ if isinstance(item, pytest.Function) and item.module else item.nodeid
-
-    gated = {module(item) for item in items if "gate_run" in getattr(item, "fixturenames", ())}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("gate_run" if module(item) in gated else module(item)))
-
-
 def find_lfw() -> Path | None:
     """Full LFW from $FAWKES_EVAL_LFW or ../shared/data/lfw beside the checkout."""
     for candidate in (os.environ.get("FAWKES_EVAL_LFW"), REPO.parent / "shared" / "data" / "lfw"):
