@@ -451,10 +451,10 @@ def sentences(row: ResultRow, base: ResultRow | None, person: str) -> list[str]:
     upload = f", your uploads put through {countermeasure}" if countermeasure != NO_COUNTERMEASURE else ""
     base_outcomes = base.outcomes.get(person, []) if base is not None else []
     base_found = len(base_outcomes) - sum(base_outcomes)
+    without = f"without cloaks: {base_found} of {len(base_outcomes)}" if base is not None else "no clean baseline"
     scenario = row.cell.get("scenario", "protection")
     if scenario == "protection":
         tracker = str(row.cell["tracker"])
-        without = f"without cloaks: {base_found} of {len(base_outcomes)}" if base is not None else "no clean baseline"
         text = (f"{victim} {TRACKER_NAMES.get(tracker, f'with the {tracker} tracker')}{upload}, trained on your "
                 f"cloaked photos, recognised you in {n - missed} of {n} clean photos ({without}): "
                 f"{_verdict(row, base, person, missed, n)}")
@@ -463,7 +463,6 @@ def sentences(row: ResultRow, base: ResultRow | None, person: str) -> list[str]:
             text += f" (but it recognised only {others:.0%} of the crowd's photos: a weak tracker)"
         return [text + "."]
     if scenario == "search":
-        without = f"without cloaks: {base_found} of {len(base_outcomes)}" if base is not None else "no clean baseline"
         lines = [f"Reverse face search with {victim}{upload}: a clean photo of you, searched among your cloaked "
                  f"uploads and the crowd's photos, found you first in {n - missed} of {n} searches ({without}): "
                  f"{_verdict(row, base, person, missed, n)}."]
@@ -475,9 +474,9 @@ def sentences(row: ResultRow, base: ResultRow | None, person: str) -> list[str]:
                      f"holding one clean photo of you and the crowd's photos, found it first in {found_b} of {n_b} "
                      f"searches ({base_b}): {_search_verdict(row, base, 'b_protection_at_1')}.")
         return lines
-    without = f"without cloaks: missed {sum(base_outcomes)} of {len(base_outcomes)}" if base is not None else (
+    missed_clean = f"without cloaks: missed {sum(base_outcomes)} of {len(base_outcomes)}" if base is not None else (
         "no clean baseline")
-    return [f"{victim}{upload}, {scenario}: {missed} of {n} attempts missed you ({without}): "
+    return [f"{victim}{upload}, {scenario}: {missed} of {n} attempts missed you ({missed_clean}): "
             f"{_verdict(row, base, person, missed, n)}."]
 
 
