@@ -25,9 +25,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# two workers (pytest-xdist) for the two cores; each test module stays on one worker (its module fixtures are built
-# once; a session fixture at most once per worker)
-PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=25
+# two workers (pytest-xdist) for the two cores, one torch thread each; each test module stays on one worker (its
+# module fixtures are built once), the heavy modules first (tests/conftest.py)
+PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 test: lint
 	$(PYTEST)

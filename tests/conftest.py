@@ -4,6 +4,14 @@
 from __future__ import annotations
 
 import os
+
+# Under pytest-xdist every worker gets an equal share of the cores for torch and for the campaigns it starts (they
+# inherit the variable): two workers with two OpenMP threads each on two cores spend their time waiting on each
+# other's spinning threads. Set before anything imports torch.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import re
 import shutil
 import signal
@@ -18,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from fawkes_eval.align import FaceAligner, load_photo
 from fawkes_eval.data import Dataset, load_dataset
@@ -32,6 +41,13 @@ def find_lfw() -> Path | None:
         if candidate and (Path(candidate) / "images").is_dir():
             return Path(candidate)
     return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked ``heavy`` first, each kept in its order: the two workers (``--dist loadfile
+    --no-loadscope-reorder``) then start on the long modules and share the short ones at the end, instead of one
+    worker finishing a ten-minute module alone."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture(scope="session")
@@ -209,9 +225,8 @@ class CampaignRun:
 
 def run_campaign_file(folder: Path, text: str, name: str = "campaign.yaml") -> CampaignRun:
     """Write ``text`` beside a copy of the bundled sample (``data:sample``, Laura_Bush renamed to ``EVIL``) and run
-    it with the CLI in a fresh process: its own cache, its own sqlite MLflow store."""
-    from fawkes_eval.results import read_rows
-
+    it with the CLI in a fresh process: its own cache, its own sqlite MLflow store. The command's output is kept in
+    ``<name>.stdout`` so that ``read_campaign_run`` can pick the run up again."""
     folder.mkdir(parents=True, exist_ok=True)
     sample = folder / "data" / "sample"
     if not sample.exists():
@@ -221,21 +236,40 @@ def run_campaign_file(folder: Path, text: str, name: str = "campaign.yaml") -> C
     with_root = (text.replace("roots:\n", "roots:\n  data: data\n", 1) if re.search(r"^roots:\n", text, re.M)
                  else text.replace("datasets:", "roots:\n  data: data\ndatasets:", 1))
     (folder / name).write_text(with_root)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "FAWKES_EVAL_CACHE": str(folder / "cache")}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+           "FAWKES_EVAL_CACHE": str(folder / "cache")}
     done = subprocess.run([sys.executable, "-m", "fawkes_eval.cli", "run", name], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    parent = re.search(r"parent run ([0-9a-f]{32})", done.stdout)
-    assert parent is not None, done.stdout[-2000:]
-    campaign = re.search(r"^campaign: (\S+)", text, re.M)
+    (folder / f"{name}.stdout").write_text(done.stdout)
+    return read_campaign_run(folder, name)
+
+
+def read_campaign_run(folder: Path, name: str = "campaign.yaml") -> CampaignRun:
+    """The finished run of ``folder/name`` that ``run_campaign_file`` left: its rows, store and parent run."""
+    from fawkes_eval.results import read_rows
+
+    stdout = (folder / f"{name}.stdout").read_text()
+    parent = re.search(r"parent run ([0-9a-f]{32})", stdout)
+    assert parent is not None, stdout[-2000:]
+    campaign = re.search(r"^campaign: (\S+)", (folder / name).read_text(), re.M)
     assert campaign is not None
     results = folder / "fawkes-eval-out" / campaign.group(1)
-    return CampaignRun(folder, results, uri, parent.group(1), read_rows(results / "results.json"), done.stdout)
+    return CampaignRun(folder, results, f"sqlite:///{folder / 'mlflow.db'}", parent.group(1),
+                       read_rows(results / "results.json"), stdout)
 
 
 @pytest.fixture(scope="session")
-def gate_run(tmp_path_factory: pytest.TempPathFactory) -> CampaignRun:
+def gate_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> CampaignRun:
     """The gate campaign once: clean baseline, Fawkes low and high white-box, the noise control (twice, the second
-    with another bisection budget), 1-NN and logistic regression, with and without JPEG 50 on the uploads."""
-    return run_campaign_file(tmp_path_factory.mktemp("gate"), GATE_CAMPAIGN)
+    with another bisection budget), 1-NN and logistic regression, with and without JPEG 50 on the uploads.
+
+    Once per test session, not once per pytest-xdist worker: the first worker that needs it runs it in the folder
+    all workers share, under a lock; the others wait for it and read the same run."""
+    if worker_id == "master":
+        return run_campaign_file(tmp_path_factory.mktemp("gate"), GATE_CAMPAIGN)
+    shared = tmp_path_factory.getbasetemp().parent / "gate"
+    with FileLock(f"{shared}.lock"):
+        if (shared / "campaign.yaml.stdout").exists():
+            return read_campaign_run(shared)
+        return run_campaign_file(shared, GATE_CAMPAIGN)

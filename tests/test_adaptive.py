@@ -15,6 +15,8 @@ from fawkes_eval.registry import EXTRACTORS
 from fawkes_eval.rooms import load_rooms
 from scenarios.adaptive import adapt_extractor
 
+pytestmark = pytest.mark.heavy
+
 load_rooms()
 PUBLIC = ["Angelina_Jolie", "Hugo_Chavez", "Junichiro_Koizumi", "Kofi_Annan"]
 PHOTOS_PER_PUBLIC = 5  # 3 to fine-tune on, 2 held out (the adaptation's own 1-NN check)

@@ -25,7 +25,7 @@ load_rooms()
 IDENTITIES, PHOTOS = 8, 10  # 7 training / 3 test photos per identity (fawkes-v1.0:high is ~30 s a face on one core)
 PROTECTED = ["Alvaro_Uribe", "Andre_Agassi"]
 SQUARE_PHOTOS = 4  # photos cloaked again with the square merge (the slow part is the optimiser)
-pytestmark = [pytest.mark.slow, pytest.mark.lfw]
+pytestmark = [pytest.mark.heavy, pytest.mark.slow, pytest.mark.lfw]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from reports.compare import (
     paired_bootstrap,
 )
 
+pytestmark = pytest.mark.heavy
+
 
 def as_version(rows: list[ResultRow], version: str) -> list[ResultRow]:
     """The same rows under another cloak version's name (``fawkes-v1.0`` -> ``version``)."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / ".venv" / "bin" / "fawkes-eval"
 SEEDS = (0, 1)

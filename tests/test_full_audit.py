@@ -17,6 +17,8 @@ from conftest import EVIL, REPO, CampaignRun, run_campaign_file
 from fawkes_eval.campaign import load_campaign
 from fawkes_eval.rooms import load_rooms
 
+pytestmark = pytest.mark.heavy
+
 FULL_AUDIT = REPO / "campaigns" / "full-audit.yaml"
 
 

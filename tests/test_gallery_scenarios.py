@@ -21,6 +21,8 @@ from fawkes_eval.rooms import load_rooms
 from scenarios.galleries import average_precision, hit_at, relevant_ranks, unit
 from scenarios.verification import draw_pairs
 
+pytestmark = pytest.mark.heavy
+
 load_rooms()
 
 PROTECTED = [EVIL, "Tony_Blair"]  # the gate campaign's users: its cloaks are reused

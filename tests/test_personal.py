@@ -26,6 +26,8 @@ from test_offline import GUARDED_CLI
 from fawkes_eval.cli import main
 from fawkes_eval.personal import crop_around, match_copies, too_few_message
 
+pytestmark = pytest.mark.heavy
+
 SAMPLE = Path(__file__).resolve().parent.parent / "fawkes_eval" / "demo_data" / "lfw_sample"
 ME, PASTED = "Tony_Blair", "Kofi_Annan"
 VICTIMS = ("dlib-resnet", "mobileface")

@@ -13,6 +13,8 @@ from fawkes_eval.registry import CLOAKS, EXTRACTORS, TRACKERS
 from fawkes_eval.rooms import load_rooms
 from scenarios.protection import ProtectionBench, ProtectionConfig, evaluate_protection
 
+pytestmark = pytest.mark.heavy
+
 load_rooms()
 PROTECTED = ["Hugo_Chavez", "Laura_Bush", "Tiger_Woods"]
 

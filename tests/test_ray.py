@@ -16,6 +16,8 @@ from fawkes_eval.executors import LocalExecutor, RayExecutor
 from fawkes_eval.results import ResultRow
 from fawkes_eval.runner import run_campaign
 
+pytestmark = pytest.mark.heavy
+
 CAMPAIGN = """\
 study: ray-test
 campaign: ray

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.heavy
+
 CAMPAIGN = """\
 study: resume-test
 campaign: resume

@@ -35,7 +35,7 @@ from fawkes_eval.types import (
 )
 from reports.compare import PROTECTION_DROP, Tolerances, compare_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.heavy, pytest.mark.slow]
 load_rooms()
 
 

@@ -20,6 +20,8 @@ from scenarios.verification import (
     verify_clean,
 )
 
+pytestmark = pytest.mark.heavy
+
 load_rooms()
 
 
