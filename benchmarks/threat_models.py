@@ -107,7 +107,7 @@ def adaptive(args: argparse.Namespace) -> None:
         ws.say(f"adapted in {time.perf_counter() - start:.0f} s")
         # control: the same fine-tune on the same public photos, clean only (as many images: each twice), to
         # separate adapting to the cloak from merely training on more faces
-        public_faces = EmbeddingCache(AlignedFaces(victim.info.template), ws.aligner(PROTOCOL.stem)).embed(
+        public_faces = EmbeddingCache(AlignedFaces.of(victim), ws.aligner(PROTOCOL.stem)).embed(
             [load_photo(r.path) for r in records], [str(r.path) for r in records])
         control, _ = adapt_extractor(victim, public_faces, public_faces, np.array([r.identity for r in records]),
                                      "clean-only", config)

@@ -278,6 +278,19 @@ class FaceAligner:
         self._lock = threading.Lock()
         self._boxes: dict[str, DetectedFace | None] = {}
         self._padded: dict[str, float] = {}  # template -> largest share padded, for pre-aligned crops
+        self._siblings: dict[str, FaceAligner] = {}  # by detector name, see ``for_detector``
+
+    def for_detector(self, detector: str | None) -> FaceAligner:
+        """The aligner a victim whose own pipeline detects with ``detector`` (``ExtractorInfo.detector``) uses on this
+        aligner's photos: this one when ``detector`` is None, when it already detects with it, or when its photos
+        are pre-aligned crops (nothing is detected); else one with that detector and the same cache directory,
+        made once and reused. Cache keys name the detector, so its crops never mix with this one's."""
+        if detector is None or self.aligned is not None or detector == self.detector.name:
+            return self
+        with self._lock:
+            if detector not in self._siblings:
+                self._siblings[detector] = FaceAligner(self.cache_dir, self.upsample, detector=detector)
+            return self._siblings[detector]
 
     def provenance(self) -> dict[str, object]:
         """How faces were found, for result provenance: the detector, or the pre-aligned template and the largest

@@ -50,7 +50,9 @@ from fawkes_eval.align import TEMPLATES
 from fawkes_eval.components import (
     ADAPT_OPTIONS,
     CHAIN,
+    DATASET_DETECTOR,
     ROBUST_OPTION,
+    VICTIM_DETECTOR_OPTION,
     ComponentSpec,
     OptionError,
     component_config,
@@ -58,6 +60,7 @@ from fawkes_eval.components import (
     trains_trackers,
     uses_surrogates,
     victim_adaptation,
+    victim_detector,
     without_options,
 )
 from fawkes_eval.results import config_hash
@@ -700,9 +703,17 @@ def check_components(campaign: Campaign) -> None:
             if name not in user_models:
                 entry(f"grid.surrogates[{i}][{j}]", EXTRACTORS, ComponentSpec(name))
     for i, spec in enumerate(g.victims):
-        own = without_options(spec, *ADAPT_OPTIONS)
+        own = without_options(spec, *ADAPT_OPTIONS, VICTIM_DETECTOR_OPTION)
         if own.name not in user_models or own.options:
             entry(f"grid.victims[{i}]", EXTRACTORS, own)
+        try:
+            detector = victim_detector(spec, None)
+            if detector is not None:
+                DETECTORS.mode_params(detector)
+        except UnknownComponentError as e:
+            fail(f"grid.victims[{i}].detector", UnknownComponentError(f"{e} (or {DATASET_DETECTOR}: the dataset's)"))
+        except OptionError as e:
+            fail(f"grid.victims[{i}].detector", e)
         _check_adaptation(campaign, f"grid.victims[{i}]", spec, fail)
     for i, spec in enumerate(g.trackers):
         entry(f"grid.trackers[{i}]", TRACKERS, without_options(spec, ROBUST_OPTION))

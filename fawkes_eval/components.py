@@ -313,3 +313,23 @@ def victim_adaptation(spec: ComponentSpec) -> VictimAdaptation | None:
         return VictimAdaptation(**options)
     except (TypeError, ValueError) as e:
         raise OptionError(f"victim {spec.name!r}: {e}") from None
+
+
+# A victim entry's ``detector`` option: ``{name: insightface-mbf-w600k, detector: dataset}`` detects with the dataset's
+# detector instead of the one its own pipeline declares (``ExtractorInfo.detector``); a ``DETECTORS`` name gives that one.
+VICTIM_DETECTOR_OPTION = "detector"
+DATASET_DETECTOR = "dataset"
+
+
+def victim_detector(spec: ComponentSpec, declared: str | None) -> str | None:
+    """The detector a victim entry re-detects photos with: its ``detector`` option (``dataset``: None, the dataset's
+    own; else a ``DETECTORS`` name), else what the model declared (``declared``; None: the dataset's). Raises
+    ``OptionError`` for a value that is not a non-empty string."""
+    options = spec.options_dict()
+    if VICTIM_DETECTOR_OPTION not in options:
+        return declared
+    value = options[VICTIM_DETECTOR_OPTION]
+    if not isinstance(value, str) or not value:
+        raise OptionError(f"victim {spec.name!r}: detector must be {DATASET_DETECTOR!r} or a detector's name (scrfd, "
+                          f"dlib-hog), got {value!r}")
+    return None if value == DATASET_DETECTOR else value

@@ -34,6 +34,9 @@ class ExtractorInfo:
     backend: str  # "dlib", "torch", "tensorflow", ...
     weight_sha256: dict[str, str] = field(default_factory=dict)  # file name -> sha256, checked at load
     source: str = ""  # where the weights come from
+    # the face detector of the model's own pipeline (a ``DETECTORS`` name, e.g. "scrfd" for InsightFace's models, as
+    # ``FaceAnalysis`` detects), with which it re-detects every photo it embeds; None: the dataset's detector
+    detector: str | None = None
 
 
 @runtime_checkable

@@ -28,7 +28,9 @@ from fawkes_eval.align import FaceAligner, NoFaceError, PhotoFiles, load_photo
 from fawkes_eval.cache import ArrayStore, atomic_write_bytes, atomic_write_text, content_digest
 from fawkes_eval.campaign import NO_COUNTERMEASURE, Campaign, CampaignError, DatasetSpec, ProtectedSpec
 from fawkes_eval.components import (
+    DATASET_DETECTOR,
     ROBUST_OPTION,
+    ComponentSpec,
     VictimAdaptation,
     build_generator,
     create_component,
@@ -36,6 +38,7 @@ from fawkes_eval.components import (
     robust_transforms,
     uses_surrogates,
     victim_adaptation,
+    victim_detector,
     without_options,
 )
 from fawkes_eval.data import Dataset, DatasetError, FileError, Split, load_dataset, split_dataset
@@ -196,6 +199,9 @@ class PreparedData:
     identities: list[str]
     skipped: list[FileError]  # the loader's refusals, then the photos that failed to decode or align
     splits: dict[int, Split] = field(default_factory=dict)
+    # by a victim's own detector (``ExtractorInfo.detector``, where it is not the dataset's): the usable photos in
+    # which it finds no face, so that victim embeds the dataset detector's face there (``EmbeddingCache``)
+    detector_misses: dict[str, list[str]] = field(default_factory=dict)
 
     def split(self, seed: int, train_fraction: float) -> Split:
         if seed not in self.splits:
@@ -260,12 +266,30 @@ class Workspace:
             self.models[name] = CachedExtractor(EXTRACTORS.create(name), self.embedding_store)
         return self.models[name]
 
+    def victim(self, spec: ComponentSpec) -> FeatureExtractor:
+        """A victim entry's model, re-detecting photos with the detector the entry resolves to (``victim_detector``):
+        the model itself, or, where the entry's ``detector`` option overrides what the model declares, the model
+        under a name that says so (in-memory embedding caches are kept by name; crops still share the disk cache)."""
+        model = self.model(spec.name)
+        detector = victim_detector(spec, model.info.detector)
+        if detector == model.info.detector:
+            return model
+        label = f"{spec.name}[detector={detector or DATASET_DETECTOR}]"
+        if label not in self.models:
+            inner = model.inner if isinstance(model, CachedExtractor) else model
+            renamed = CachedExtractor(inner, self.embedding_store)
+            renamed.info = replace(model.info, name=label, detector=detector)
+            self.models[label] = renamed
+        return self.models[label]
+
     def prepared(self, name: str, spec: DatasetSpec | None = None) -> PreparedData:
         """A campaign dataset's usable photos (or ``spec``'s, for photos outside ``datasets:``), checked once."""
         if name not in self.data:
             spec = spec or self.context.campaign.dataset(name)
             dataset = load_dataset(spec.root, spec.subset, spec.name)
             sources, identities, skipped = [], [], list(dataset.errors)
+            own = self._victim_alignments(name)
+            misses: dict[str, list[str]] = {aligner.detector.name: [] for aligner, _ in own}
             for record in console.progress(dataset.records, f"checking photos of {name}", unit="photo"):
                 source = str(record.path)
                 try:
@@ -280,8 +304,26 @@ class Workspace:
                     continue
                 sources.append(source)
                 identities.append(record.identity)
-            self.data[name] = PreparedData(dataset, PhotoFiles(sources), sources, identities, skipped)
+                for aligner, template in own:  # a victim's own detector: its misses fall back, they are not skipped
+                    try:
+                        aligner.align(photo, template, source)
+                    except NoFaceError:
+                        if source not in misses[aligner.detector.name]:
+                            misses[aligner.detector.name].append(source)
+            self.data[name] = PreparedData(dataset, PhotoFiles(sources), sources, identities, skipped,
+                                           detector_misses=misses)
         return self.data[name]
+
+    def _victim_alignments(self, dataset: str) -> list[tuple[FaceAligner, str]]:
+        """The (aligner, template) pairs of the campaign's victims that detect with their own detector on
+        ``dataset`` (none when it is pre-aligned or no victim declares another detector than its own)."""
+        pairs: dict[tuple[str, str], tuple[FaceAligner, str]] = {}
+        for spec in self.context.campaign.grid.victims:
+            info = self.victim(spec).info
+            aligner = self.aligner(dataset).for_detector(info.detector)
+            if aligner is not self.aligner(dataset):
+                pairs.setdefault((aligner.detector.name, info.template), (aligner, info.template))
+        return list(pairs.values())
 
     def scenario_data(self, task: CellTask) -> ScenarioData:
         cell = task.cell
@@ -331,7 +373,7 @@ class Workspace:
         label = json.dumps([task.cell.victim.label, task.cell.dataset, generator.identity, data.seed,
                             list(data.protected)])
         if label not in self.adapted:
-            base = self.model(task.cell.victim.name)
+            base = self.victim(task.cell.victim)
             if not base.info.differentiable:
                 raise ValueError(f"victim {base.info.name} is not differentiable: adapt needs a network to fine-tune")
             self.say(f"adapting {base.info.name} to {task.cell.cloak.label} ({options.adapt}) ...")
@@ -478,7 +520,8 @@ def compute_cell(task: CellTask, context: RunContext, ws: Workspace) -> ResultRo
     cell = task.cell
     prepared = ws.prepare(task)
     data = ws.scenario_data(task)
-    victim: FeatureExtractor = ws.model(cell.victim.name)
+    victim: FeatureExtractor = ws.victim(cell.victim)
+    victim_aligner = data.aligner.for_detector(victim.info.detector)
     adaptation = victim_adaptation(cell.victim)
     adapted = None if adaptation is None else ws.adapted_victims(task, adaptation)
     if adapted is not None:
@@ -513,6 +556,11 @@ def compute_cell(task: CellTask, context: RunContext, ws: Workspace) -> ResultRo
         "uses_surrogates": uses_surrogates(cell.cloak.name),
         "victim_sha256": victim.info.weight_sha256, "victim_license": victim.info.license,
         "victim_family": victim.info.family,
+        # the detector the victim re-detected every photo with (None: pre-aligned), and how many of the dataset's
+        # usable photos it found no face in, where it used the dataset detector's face instead
+        "victim_detector": victim_aligner.provenance()["detector"],
+        "victim_detector_fallbacks": 0 if victim_aligner is data.aligner else len(
+            prepared_data.detector_misses.get(victim_aligner.detector.name, [])),
         "surrogate_sha256": {s.info.name: s.info.weight_sha256 for s in surrogates},
         "surrogate_license": {s.info.name: s.info.license for s in surrogates},
         **dict(prepared.notes), **dict(result.provenance), **adaptation_record, "environment": ws.environment,

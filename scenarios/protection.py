@@ -235,7 +235,7 @@ class ProtectionBench:
         factory: Callable[[], Any] = make_tracker
         cache = self.embedder(extractor)
         if isinstance(make_tracker(), FaceTracker):
-            cache = self.embedder(AlignedFaces(extractor.info.template))
+            cache = self.embedder(AlignedFaces.of(extractor))
             factory = _bound_to(make_tracker, extractor)
         upload = countermeasure if countermeasure is not None and side in ("uploads", "both") else None
         query = countermeasure if countermeasure is not None and side in ("queries", "both") else None
@@ -375,16 +375,22 @@ class AlignedFaces:
     """The identity 'extractor': a photo's aligned face itself, for trackers that train a network end to end.
 
     Going through ``EmbeddingCache`` gives those trackers the same detection, alignment and fallbacks as any
-    victim, cached by pixel content.
+    victim, cached by pixel content; ``detector``: the network's own pipeline's (its ``info.detector``).
+    Example: ``AlignedFaces.of(victim)``.
     """
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, detector: str | None = None) -> None:
         size = TEMPLATES[template].size
         self.info = ExtractorInfo(
-            name=f"aligned-faces:{template}", family="pixels", input_size=size, template=template,
-            preprocessing="none: uint8 RGB aligned face", embedding_dim=size * size * 3, differentiable=False,
-            license="n/a", backend="numpy",
+            name=f"aligned-faces:{template}" + (f"@{detector}" if detector else ""), family="pixels",
+            input_size=size, template=template, preprocessing="none: uint8 RGB aligned face",
+            embedding_dim=size * size * 3, differentiable=False, license="n/a", backend="numpy", detector=detector,
         )
+
+    @classmethod
+    def of(cls, extractor: FeatureExtractor) -> AlignedFaces:
+        """The faces ``extractor`` would be given: its template, found by its pipeline's detector."""
+        return cls(extractor.info.template, extractor.info.detector)
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         return np.array(faces, dtype=np.uint8)
