@@ -289,7 +289,7 @@ class Workspace:
             dataset = load_dataset(spec.root, spec.subset, spec.name)
             sources, identities, skipped = [], [], list(dataset.errors)
             own = self._victim_alignments(name)
-            misses: dict[str, list[str]] = {aligner.detector.name: [] for aligner, _ in own}
+            misses: dict[str, set[str]] = {aligner.detector.name: set() for aligner, _ in own}
             for record in console.progress(dataset.records, f"checking photos of {name}", unit="photo"):
                 source = str(record.path)
                 try:
@@ -308,10 +308,9 @@ class Workspace:
                     try:
                         aligner.align(photo, template, source)
                     except NoFaceError:
-                        if source not in misses[aligner.detector.name]:
-                            misses[aligner.detector.name].append(source)
+                        misses[aligner.detector.name].add(source)
             self.data[name] = PreparedData(dataset, PhotoFiles(sources), sources, identities, skipped,
-                                           detector_misses=misses)
+                                           detector_misses={d: sorted(m) for d, m in misses.items()})
         return self.data[name]
 
     def _victim_alignments(self, dataset: str) -> list[tuple[FaceAligner, str]]:

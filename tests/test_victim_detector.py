@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import DEMO_DATA, CampaignRun, run_campaign_file
+from PIL import Image
 
 from fawkes_eval.align import FaceAligner, content_key, load_photo
 from fawkes_eval.campaign import CampaignError, check_components, load_campaign
@@ -128,7 +130,13 @@ protocol:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> CampaignRun:
-    return run_campaign_file(tmp_path_factory.mktemp("victim-detector"), CAMPAIGN)
+    """The campaign on the bundled sample plus one photo SCRFD misses (upside down, lossless)."""
+    folder = tmp_path_factory.mktemp("victim-detector")
+    sample = folder / "data" / "sample"
+    shutil.copytree(DEMO_DATA, sample)
+    flipped = np.ascontiguousarray(load_photo(DEMO_DATA / SCRFD_MISSES)[::-1])
+    Image.fromarray(flipped).save(sample / "Angelina_Jolie" / "upside_down.png")
+    return run_campaign_file(folder, CAMPAIGN)
 
 
 def test_campaign_row_records_the_victims_detector(run: CampaignRun) -> None:
@@ -140,14 +148,17 @@ def test_campaign_row_records_the_victims_detector(run: CampaignRun) -> None:
         assert row.provenance["alignment"]["detector"] == "dlib-hog"
     assert own.provenance["victim_detector"] == "scrfd"
     assert dataset.provenance["victim_detector"] == "dlib-hog"
-    # SCRFD finds a face in every photo of the sample that HOG finds one in
-    assert own.provenance["victim_detector_fallbacks"] == dataset.provenance["victim_detector_fallbacks"] == 0
+    # the upside-down photo: HOG finds a face there, so it is used, SCRFD none, so the InsightFace victim takes HOG's
+    # (SCRFD finds a face in every other photo of the sample)
+    assert own.provenance["n_images"] == len(list(DEMO_DATA.rglob("*.jpg"))) + 1
+    assert own.provenance["victim_detector_fallbacks"] == 1
+    assert dataset.provenance["victim_detector_fallbacks"] == 0
     assert own.key != dataset.key
-    # SCRFD crops in the campaign's alignment cache: every photo (the driver checks each with the victims' own
-    # detectors too), and the cloaked uploads (70 % of the protected user's photos, the protocol's train fraction)
+    # SCRFD crops in the campaign's alignment cache: every photo it finds a face in (the driver checks each with the
+    # victims' own detectors too), and the cloaked uploads (70 % of the protected user's photos: the train fraction)
     names = [p.name for p in (run.folder / "cache" / "align").rglob("*.npz")]
     uploads = round(0.7 * len(list((DEMO_DATA / "Tony_Blair").iterdir())))
-    assert sum(n.endswith("-arcface-112-dlib-hog-v1-scrfd.npz") for n in names) == own.provenance["n_images"] + uploads
+    assert sum(n.endswith("-arcface-112-dlib-hog-v1-scrfd.npz") for n in names) == own.provenance["n_images"] - 1 + uploads
 
 
 def test_validate_refuses_an_unknown_victim_detector(tmp_path: Path) -> None:
