@@ -706,8 +706,10 @@ def check_components(campaign: Campaign) -> None:
         own = without_options(spec, *ADAPT_OPTIONS, VICTIM_DETECTOR_OPTION)
         if own.name not in user_models or own.options:
             entry(f"grid.victims[{i}]", EXTRACTORS, own)
+        # what the model declared at registration (its pipeline's detector), checked like an explicit option
+        declared = EXTRACTORS.declared(own.name).get("detector") if own.name in EXTRACTORS else None
         try:
-            detector = victim_detector(spec, None)
+            detector = victim_detector(spec, declared)
             if detector is not None:
                 DETECTORS.mode_params(detector)
         except UnknownComponentError as e:
