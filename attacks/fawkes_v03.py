@@ -21,6 +21,7 @@ from attacks.surrogates import (
     mixed_precision,
     one_image_guard,
     resolve_device,
+    retain_freed_memory,
 )
 from fawkes_eval.align import FaceAligner, NoFaceError, default_cache_dir, load_photo
 from fawkes_eval.data import load_dataset
@@ -242,6 +243,8 @@ class FawkesV03:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"FawkesV03.cloak expects uint8 faces, got {faces.dtype}")
+        if self.device.type == "cpu":
+            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = faces_to_tensor(faces, self.surrogates.size)
         if users is not None and len(users) != len(faces):
             raise ValueError(f"FawkesV03.cloak: {len(users)} user labels for {len(faces)} faces")

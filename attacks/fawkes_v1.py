@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.surrogates import cuda_autotune, mixed_precision
+from attacks.surrogates import cuda_autotune, mixed_precision, retain_freed_memory
 from fawkes_eval.perceptual import SSIMReference
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
 
@@ -158,6 +158,8 @@ class FawkesV1:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"FawkesV1.cloak expects uint8 faces, got {faces.dtype}")
+        if self.device.type == "cpu":
+            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = _faces_to_tensor(faces)
         gen = torch.Generator().manual_seed(seed)
         out_faces, out_dssim = [], []

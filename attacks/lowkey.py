@@ -20,6 +20,7 @@ from attacks.surrogates import (
     mixed_precision,
     one_image_guard,
     resolve_device,
+    retain_freed_memory,
 )
 from fawkes_eval.perceptual import SSIMReference, dssim
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
@@ -157,6 +158,8 @@ class LowKey:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"LowKey.cloak expects uint8 faces, got {faces.dtype}")
+        if self.device.type == "cpu":
+            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = faces_to_tensor(faces, self.surrogates.size)
         out_faces, out_dssim = [], []
         for i in range(0, len(x_all), self.config.batch_size):

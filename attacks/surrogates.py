@@ -8,6 +8,11 @@ The generator then works at the largest such template and each surrogate sees th
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -34,6 +39,31 @@ def mixed_precision(device: torch.device, enabled: bool) -> Iterator[None]:
     """bfloat16 autocast for the surrogates' forward pass on CUDA; a no-op on the CPU, which stays exact."""
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"):
         yield
+
+
+# glibc's mallopt parameters (malloc.h) and its ceiling on the mmap threshold on 64-bit systems
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD_MAX = 32 << 20
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Keep freed memory in the process for reuse instead of handing it back to the OS (glibc; once per process).
+
+    A step loop frees and allocates the same image-sized buffers, megabytes each, at every step. With glibc's
+    defaults such a buffer is a fresh ``mmap``, or the freed top of the heap goes back to the OS, so the next step
+    page-faults and zeroes it again: on the CPU that was 10-20 % of a cloak's time (``benchmarks/RESULTS.md``,
+    issue 15). This raises the mmap threshold to glibc's ceiling (32 MiB) and stops trimming, so freed buffers are
+    reused, as PyTorch's caching allocator does on a GPU. The price: the process keeps its peak heap.
+    ``FAWKES_EVAL_MALLOC=system`` keeps glibc's defaults. Returns whether the setting is in force."""
+    if os.environ.get("FAWKES_EVAL_MALLOC", "") == "system" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
+    return all(mallopt(param, value) == 1 for param, value in settings)  # musl's mallopt refuses everything
 
 
 @contextmanager

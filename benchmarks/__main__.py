@@ -83,6 +83,10 @@ def _goals(cloak: Any, device: str) -> dict[str, Any]:
             "value": round(m.speedup_vs_art, 3), "met": m.speedup_vs_art >= GOAL_SPEEDUP_VS_ART}
         goals[f"{m.cloak} time / model-only bound <= {over_bound:g}"] = {
             "value": round(m.over_bound, 3), "met": m.over_bound <= over_bound}
+        if m.over_bound_block is not None:
+            # the same goal against the bound timed as the contenders are (benchmarks.cloak's docstring)
+            goals[f"{m.cloak} time / model-only bound, timed as one block of its steps, <= {over_bound:g}"] = {
+                "value": round(m.over_bound_block, 3), "met": m.over_bound_block <= over_bound}
     if cloak.batching is not None:
         goals[f"batched vs one at a time >= {GOAL_BATCHING:g}x"] = {
             "value": round(cloak.batching.speedup, 3), "met": cloak.batching.speedup >= GOAL_BATCHING}
@@ -126,19 +130,35 @@ def _cloak_section(args: argparse.Namespace, lfw: Path | None) -> Any:
     return run_cloak_benchmarks(config, surrogate, faces.faces, source, device=args.device, before=before)
 
 
-def _before_generator(tree: Path) -> tuple[Any, str]:
-    """``FawkesV1`` from another checkout's ``attacks/fawkes_v1.py``, loaded under a name of its own; its imports
-    (``attacks.surrogates``, ``fawkes_eval.perceptual``, ...) resolve to this tree."""
+# What a cloak's step loop is made of besides the generator's own file: loaded from the other checkout too, so that a
+# before/after ratio covers a change in any of them.
+STEP_LOOP_MODULES = {"fawkes_eval.perceptual": "fawkes_eval/perceptual.py", "attacks.surrogates": "attacks/surrogates.py"}
+
+
+def _load_private(path: Path, name: str) -> Any:
     import importlib.util
 
-    path = tree / "attacks" / "fawkes_v1.py"
-    spec = importlib.util.spec_from_file_location("fawkes_eval_before_fawkes_v1", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
-        raise ValueError(f"{path}: no Fawkes v1.0 generator to compare with")
+        raise ValueError(f"{path}: not a Python module to compare with")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    return module.FawkesV1, f"attacks/fawkes_v1.py of {git_revision(tree)}"
+    return module
+
+
+def _before_generator(tree: Path) -> tuple[Any, str]:
+    """``FawkesV1`` from another checkout's ``attacks/fawkes_v1.py``, with that checkout's ``STEP_LOOP_MODULES``, each
+    loaded under a name of its own; its other imports (types, the surrogate's module) resolve to this tree."""
+    helpers = {dotted: _load_private(tree / rel, "fawkes_eval_before_" + dotted.replace(".", "_"))
+               for dotted, rel in STEP_LOOP_MODULES.items()}
+    ours = {dotted: sys.modules[dotted] for dotted in helpers}
+    sys.modules.update(helpers)  # what the other fawkes_v1.py imports while it loads
+    try:
+        module = _load_private(tree / "attacks" / "fawkes_v1.py", "fawkes_eval_before_fawkes_v1")
+    finally:
+        sys.modules.update(ours)
+    return module.FawkesV1, f"attacks/fawkes_v1.py and {', '.join(STEP_LOOP_MODULES.values())} of {git_revision(tree)}"
 
 
 def _throughput_section(args: argparse.Namespace, lfw: Path | None, workdir: Path) -> Any:

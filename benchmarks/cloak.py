@@ -3,7 +3,11 @@
 - Against ART: ``FeatureAdversariesPyTorch`` (PGD in the surrogate's feature space) driven through ART's own API at
   equal work: the same surrogate module object, the same step count, the same batch, the same L-inf budget.
 - Against the model-only bound: ``steps`` x one forward and one backward pass (to the input) of the surrogate at
-  the same batch, memory layout and precision as the generator feeds it; no cloak can do fewer model passes.
+  the same batch, memory layout and precision as the generator feeds it; no cloak can do fewer model passes. Timed
+  two ways: ``steps`` x the fastest single pass (``bound_seconds``, the issue's figure), and ``steps`` passes in a
+  row as one block per round (``bound_block_seconds``), the statistic the contenders get: a whole run's minimum
+  over rounds. On a shared machine the fastest of many short passes is the luckiest moment, which no run of
+  seconds matches, so the first is the stricter bound and the second the like-for-like one.
 - Batched against one photo at a time (Fawkes' own command line cloaks one image per batch by default).
 - Against an earlier revision's generator (``before``, optional): the same faces and settings, timed in the same
   rounds, so a before/after ratio comes from one process.
@@ -70,14 +74,18 @@ class ModeSpeed:
     bound_nchw_seconds: float  # the same in the default layout (NCHW), the one ART feeds
     fawkes_images_per_s: float
     art_images_per_s: float
-    speedup_vs_art: float  # our images/s over ART's (goal: >= 2)
-    over_bound: float  # our seconds over the bound's (goal: <= 1.3)
+    speedup_vs_art: float  # our images/s over ART's (goal: >= 1.5)
+    over_bound: float  # our seconds over the bound's (goal: <= 1.15 on the CPU, <= 1.3 on a GPU)
     art_over_bound: float
     rounds: int = 1
     fawkes_seconds_all: tuple[float, ...] = ()  # every round's time, the minimum of which is fawkes_seconds
     art_seconds_all: tuple[float, ...] = ()
     before_seconds: float | None = None  # the earlier revision's generator (``before``), same faces and rounds
     speedup_vs_before: float | None = None  # before's seconds over ours
+    bound_block_seconds: float | None = None  # steps passes in a row, the minimum over rounds
+    over_bound_block: float | None = None  # our seconds over bound_block_seconds
+    before_seconds_all: tuple[float, ...] = ()
+    bound_block_seconds_all: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,12 +130,12 @@ def _timed(device: torch.device, work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def forward_backward_seconds(
-    module: torch.nn.Module, faces: np.ndarray, device: torch.device, amp: bool, repeats: int,
+def forward_backward_pass(
+    module: torch.nn.Module, faces: np.ndarray, device: torch.device, amp: bool,
     layout: torch.memory_format = torch.channels_last,
-) -> list[float]:
-    """Seconds of ``repeats`` passes, each one forward and one backward to the input (parameters frozen), of float
-    0..255 faces in ``layout`` (channels-last, as our generator feeds its surrogates), at the given precision."""
+) -> Callable[[], None]:
+    """One forward and one backward pass to the input (parameters frozen) of float 0..255 faces in ``layout``
+    (channels-last, as our generator feeds its surrogates), at the given precision; warmed up once."""
     x = torch.from_numpy(faces.astype(np.float32)).permute(0, 3, 1, 2)
     x = x.to(device, memory_format=layout)
 
@@ -138,6 +146,20 @@ def forward_backward_seconds(
         torch.autograd.grad(out.float().pow(2).sum(), [delta])
 
     one_pass()  # warm-up: kernel selection, allocator
+    return one_pass
+
+
+def _repeat(work: Callable[[], None], times: int) -> None:
+    for _ in range(times):
+        work()
+
+
+def forward_backward_seconds(
+    module: torch.nn.Module, faces: np.ndarray, device: torch.device, amp: bool, repeats: int,
+    layout: torch.memory_format = torch.channels_last,
+) -> list[float]:
+    """Seconds of each of ``repeats`` single passes (``forward_backward_pass``)."""
+    one_pass = forward_backward_pass(module, faces, device, amp, layout)
     return [_timed(device, one_pass) for _ in range(repeats)]
 
 
@@ -212,6 +234,7 @@ def run_cloak_benchmarks(
                                      config.bound_repeats)
     bound_passes_nchw = functools.partial(forward_backward_seconds, module, batch_faces, dev, config.amp,
                                           config.bound_repeats, torch.contiguous_format)
+    bound_pass = forward_backward_pass(module_cl, batch_faces, dev, config.amp)
     modes: list[ModeSpeed] = []
     for mode in config.modes:
         generator = FawkesV1([surrogate], mode=mode, config=_mode_config(mode, config, config.batch), device=device)
@@ -221,12 +244,13 @@ def run_cloak_benchmarks(
         # Interleaved rounds, the bound timed before and after each: on a shared machine the load drifts during a
         # run of minutes, and the minimum over rounds is the least disturbed figure of each contender.
         passes, passes_nchw = bound_passes(), bound_passes_nchw()
-        ours_all, theirs_all, before_all = [], [], []
+        ours_all, theirs_all, before_all, blocks = [], [], [], []
         for _ in range(config.rounds):
             ours_all.append(_timed(dev, functools.partial(generator.cloak, batch_faces, seed=0)))
             theirs_all.append(_timed(dev, functools.partial(art.generate, batch_faces, steps, config.batch, max_change)))
             if earlier is not None:
                 before_all.append(_timed(dev, functools.partial(earlier.cloak, batch_faces, seed=0)))
+            blocks.append(_timed(dev, functools.partial(_repeat, bound_pass, steps)))
             passes, passes_nchw = passes + bound_passes(), passes_nchw + bound_passes_nchw()
         ours, theirs = min(ours_all), min(theirs_all)
         per_pass, per_pass_nchw = min(passes), min(passes_nchw)
@@ -236,6 +260,8 @@ def run_cloak_benchmarks(
             config.batch / theirs,
             theirs / ours, ours / bound, theirs / bound, config.rounds, tuple(ours_all), tuple(theirs_all),
             min(before_all) if before_all else None, min(before_all) / ours if before_all else None,
+            bound_block_seconds=min(blocks), over_bound_block=ours / min(blocks),
+            before_seconds_all=tuple(before_all), bound_block_seconds_all=tuple(blocks),
         ))
 
     batching = None

@@ -41,6 +41,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
             assert m[key] > 0
         assert m["speedup_vs_art"] == pytest.approx(m["art_seconds"] / m["fawkes_seconds"], rel=1e-3)
         assert m["over_bound"] == pytest.approx(m["fawkes_seconds"] / m["bound_seconds"], rel=1e-3)
+        assert m["over_bound_block"] == pytest.approx(m["fawkes_seconds"] / m["bound_block_seconds"], rel=1e-3)
         assert m["fawkes_seconds"] == pytest.approx(min(m["fawkes_seconds_all"]), rel=1e-3)
         assert m["before_seconds"] > 0 and m["speedup_vs_before"] == pytest.approx(
             m["before_seconds"] / m["fawkes_seconds"], rel=1e-3)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -199,3 +202,18 @@ def test_registry_builds_both_and_records_missing_surrogate(surrogate: DlibResNe
 def test_cloak_rejects_non_uint8(low_fawkes: FawkesV1, faces: np.ndarray) -> None:
     with pytest.raises(ValueError, match="uint8"):
         low_fawkes.cloak(faces.astype(np.float32), seed=0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_step_loop_memory_setting_applies_once_and_can_be_declined() -> None:
+    """``retain_freed_memory`` takes effect through glibc (every value within its limits), and
+    ``FAWKES_EVAL_MALLOC=system`` leaves glibc's defaults alone; each in a fresh process, as it is per process."""
+    code = "from attacks.surrogates import retain_freed_memory as r; print(r(), r())"
+
+    def run(extra: dict[str, str]) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "FAWKES_EVAL_MALLOC"} | extra
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    assert run({}) == "True True"
+    assert run({"FAWKES_EVAL_MALLOC": "system"}) == "False False"

@@ -116,9 +116,22 @@ def test_ssim_reference_equals_ssim_value_and_gradient() -> None:
     # float32 channels-last, the cloak's layout
     cl = torch.channels_last
     x32 = changed.detach().float().contiguous(memory_format=cl).requires_grad_(True)
-    (g32,) = torch.autograd.grad(SSIMReference(clean.float().contiguous(memory_format=cl)).dssim(x32).sum(), [x32])
+    ref32 = SSIMReference(clean.float().contiguous(memory_format=cl))
+    (g32,) = torch.autograd.grad(ref32.dssim(x32).sum(), [x32])
+    assert g32.is_contiguous(memory_format=cl)
     torch.testing.assert_close(g32.double(), grad / weights.view(-1, 1, 1, 1), rtol=1e-3,
                                atol=1e-4 * float(expected.abs().max()))
+
+
+def test_ssim_reference_float32_at_cloak_scale() -> None:
+    """A cloak's batch (8 faces of 150 px, float32, channels-last) against float64 SSIM of the same inputs."""
+    cl = torch.channels_last
+    clean = torch.from_numpy(_demo_faces(8, size=150)).round()
+    changed = _cloak_like(clean, 3.0, 3).round()  # whole grey levels: float32 holds the inputs exactly
+    got = SSIMReference(clean.float().contiguous(memory_format=cl)).ssim(changed.float().contiguous(memory_format=cl))
+    # float32 SSIM is good to a few 1e-6 (E[x^2] - mu^2 cancels), far inside a DSSIM budget of a few 1e-3; the
+    # folded layout's per-image sums must keep it so
+    torch.testing.assert_close(got.double(), ssim(changed, clean), rtol=0.0, atol=1e-5)
 
 
 def test_ssim_reference_gradcheck_and_shape() -> None:
