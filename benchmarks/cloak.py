@@ -4,7 +4,7 @@
   equal work: the same surrogate module object, the same step count, the same batch, the same L-inf budget.
 - Against the model-only bound: ``steps`` x one forward and one backward pass (to the input) of the surrogate at
   the same batch, memory layout and precision as the generator feeds it; no cloak can do fewer model passes. Timed
-  two ways: ``steps`` x the fastest single pass (``bound_seconds``, the issue's figure), and ``steps`` passes in a
+  two ways: ``steps`` x the fastest single pass (``bound_seconds``, the goals' figure), and ``steps`` passes in a
   row as one block per round (``bound_block_seconds``), the statistic the contenders get: a whole run's minimum
   over rounds. On a shared machine the fastest of many short passes is the luckiest moment, which no run of
   seconds matches, so the first is the stricter bound and the second the like-for-like one.

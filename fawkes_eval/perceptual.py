@@ -6,13 +6,14 @@ window is separable, so every local statistic is two 1-D passes (a row pass, the
 11x11 window: 22 taps a pixel instead of 121, the same numbers to float rounding (``tests/test_metrics.py``).
 The maps blurred together are stacked along the batch, not the channels: each map's slice of the result is then
 contiguous, and the per-pixel algebra on it runs over dense memory. Stacked along the channels of a channels-last
-tensor, each map is a strided view with three floats per run, and the copies in and out cost more than the wider
-grouped convolution saves (measured in ``benchmarks/RESULTS.md``, issue 15).
+tensor, each map is a strided view with three floats per run, and every operation on it is several times slower
+(measured in ``benchmarks/RESULTS.md``, issue 15).
 
 ``SSIMReference`` is the same SSIM for a cloak's step loop, where one side (the clean batch) never changes: the
 clean side's statistics are computed once, each call blurs three maps instead of five, and the gradient is the
 closed form of SSIM's derivative (one transposed blur of three maps) instead of autograd through some twenty
-image-sized operations.
+image-sized operations. It also folds the batch into the channels (``_fold``), so that its depthwise blur runs
+N x C channels wide rather than three.
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ class _SSIMToReference(torch.autograd.Function):
             d_mu, d_exx, d_exy = coef.chunk(3)
             torch.div(s_map, b2, out=d_exx).neg_()
             torch.mul(a1, inv_d, out=d_exy).mul_(2.0)
-            torch.sub(a2, a1, out=d_mu).mul_(ref.mu_y).sub_(b2.sub_(b1).mul_(mu_x).mul_(s_map)).mul_(inv_d).mul_(2.0)
+            # B2 is not needed after dS/d E[x^2]: S mu_x (B2 - B1) is formed in its buffer
+            spread = b2.sub_(b1).mul_(mu_x).mul_(s_map)
+            torch.sub(a2, a1, out=d_mu).mul_(ref.mu_y).sub_(spread).mul_(inv_d).mul_(2.0)
             ctx.save_for_backward(xf, coef)
         # per image: sum over positions first (ATen's column sum keeps float32 precise), then over channels
         per_channel = s_map.reshape(h * w, n * c).sum(dim=0)
