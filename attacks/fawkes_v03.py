@@ -16,12 +16,11 @@ from attacks.fawkes_v1 import _from_tanh, _to_tanh
 from attacks.surrogates import (
     SurrogateSet,
     as_output_faces,
-    cuda_autotune,
     faces_to_tensor,
     mixed_precision,
     one_image_guard,
     resolve_device,
-    retain_freed_memory,
+    step_loop_runtime,
 )
 from fawkes_eval.align import FaceAligner, NoFaceError, default_cache_dir, load_photo
 from fawkes_eval.data import load_dataset
@@ -243,8 +242,6 @@ class FawkesV03:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"FawkesV03.cloak expects uint8 faces, got {faces.dtype}")
-        if self.device.type == "cpu":
-            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = faces_to_tensor(faces, self.surrogates.size)
         if users is not None and len(users) != len(faces):
             raise ValueError(f"FawkesV03.cloak: {len(users)} user labels for {len(faces)} faces")
@@ -261,7 +258,7 @@ class FawkesV03:
             t = [one_image_guard(tk, self.device) for tk in t]
             # channels-last: the surrogates' copies are in that layout (attacks/surrogates.py), so are the SSIM maps
             x, noise = (v.to(self.device, memory_format=torch.channels_last) for v in (x, noise))
-            with cuda_autotune(self.device):
+            with step_loop_runtime(self.device):
                 best, best_dssim = self._cloak_batch(x, noise, [tk.to(self.device) for tk in t])
             out_faces.append(best[:n])
             out_dssim.append(best_dssim[:n].cpu())

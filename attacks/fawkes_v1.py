@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.surrogates import cuda_autotune, mixed_precision, retain_freed_memory
+from attacks.surrogates import mixed_precision, step_loop_runtime
 from fawkes_eval.perceptual import SSIMReference
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
 
@@ -158,8 +158,6 @@ class FawkesV1:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"FawkesV1.cloak expects uint8 faces, got {faces.dtype}")
-        if self.device.type == "cpu":
-            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = _faces_to_tensor(faces)
         gen = torch.Generator().manual_seed(seed)
         out_faces, out_dssim = [], []
@@ -173,7 +171,7 @@ class FawkesV1:
                 x, noise = x.repeat(2, 1, 1, 1), noise.repeat(2, 1, 1, 1)
             # Channels-last: oneDNN's and cuDNN's faster convolution layout, for the surrogates and the SSIM window.
             x, noise = (t.to(self.device, memory_format=torch.channels_last) for t in (x, noise))
-            with cuda_autotune(self.device):
+            with step_loop_runtime(self.device):
                 best, best_dssim = self._cloak_batch(x, noise)
             out_faces.append(best[:n].permute(0, 2, 3, 1).cpu())
             out_dssim.append(best_dssim[:n].cpu())

@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from attacks.surrogates import (
     SurrogateSet,
     as_output_faces,
-    cuda_autotune,
     faces_to_tensor,
     mixed_precision,
     one_image_guard,
     resolve_device,
-    retain_freed_memory,
+    step_loop_runtime,
 )
 from fawkes_eval.perceptual import SSIMReference, dssim
 from fawkes_eval.types import CloakOutput, DifferentiableExtractor
@@ -158,15 +157,13 @@ class LowKey:
         start = time.perf_counter()
         if faces.dtype != np.uint8:
             raise ValueError(f"LowKey.cloak expects uint8 faces, got {faces.dtype}")
-        if self.device.type == "cpu":
-            retain_freed_memory()  # the step loop's buffers are reused, not page-faulted in again each step
         x_all = faces_to_tensor(faces, self.surrogates.size)
         out_faces, out_dssim = [], []
         for i in range(0, len(x_all), self.config.batch_size):
             x = x_all[i : i + self.config.batch_size]
             n = len(x)
             batch = one_image_guard(x, self.device).to(self.device, memory_format=torch.channels_last)
-            with cuda_autotune(self.device):
+            with step_loop_runtime(self.device):
                 cloaked = self._cloak_batch(batch)[:n]
             out_faces.append(cloaked)
             out_dssim.append(dssim(cloaked, x.to(self.device)).cpu())

@@ -67,11 +67,14 @@ def retain_freed_memory() -> bool:
 
 
 @contextmanager
-def cuda_autotune(device: torch.device) -> Iterator[None]:
-    """cuDNN autotuning (``benchmark``) for a cloak's step loop on CUDA: every step has the same shapes, so the
-    engines cuDNN times on the first step serve all the others. TF32 and every other backend setting stay as the
-    caller left them. A no-op on the CPU, whose results must not depend on it."""
+def step_loop_runtime(device: torch.device) -> Iterator[None]:
+    """The runtime settings of a cloak's step loop. On CUDA, cuDNN autotuning (``benchmark``): every step has the
+    same shapes, so the engines cuDNN times on the first step serve all the others; TF32 and every other backend
+    setting stay as the caller left them. On the CPU, whose results must not depend on it, freed memory is kept for
+    reuse (``retain_freed_memory``)."""
     if device.type != "cuda":
+        if device.type == "cpu":
+            retain_freed_memory()
         yield
         return
     cudnn = torch.backends.cudnn
